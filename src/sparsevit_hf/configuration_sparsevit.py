@@ -1,0 +1,157 @@
+"""Configuration of SparseViT (Su et al., AAAI 2025)."""
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+
+
+# The published schedule: stage 3 runs S = 8, 4, 2, 1 for five blocks each, stage 4 runs S = 2 then S = 1.
+PUBLISHED_SPARSITY_RATES = ([8] * 5 + [4] * 5 + [2] * 5 + [1] * 5, [2] * 4 + [1] * 3)
+# The LFF head fuses the output of every block where the stage-3 schedule changes S, and stage 4's blocks 4 and 7
+# (0-based indices inside each attention stage).
+PUBLISHED_FUSED_BLOCKS = ([4, 9, 14, 19], [3, 6])
+
+
+@strict
+class SparseViTConfig(PreTrainedConfig):
+    r"""
+    Configuration of a SparseViT model. The defaults build the published model (50.2 M parameters once the dead
+    parameters of the official code are dropped).
+
+    The network has four stages. Stages 1-2 are UniFormer convolution blocks; stages 3-4 are sparse self-attention
+    blocks, where a block with sparsity rate S lets token (i, j) attend only to the tokens (i', j') with
+    i' = i (mod S) and j' = j (mod S). S is stored per block, so any input size keeps the paper's meaning.
+
+    Args:
+        num_channels (`int`, defaults to 3): Number of input channels.
+        hidden_sizes (`list[int]`, defaults to `[64, 128, 320, 512]`): Width of each stage.
+        depths (`list[int]`, defaults to `[5, 8, 20, 7]`): Number of blocks in each stage.
+        patch_sizes (`list[int]`, defaults to `[4, 2, 2, 2]`): Kernel size and stride of each stage's downsampling
+            convolution. Their product (32 by default) is the factor by which inputs are padded.
+        attention_head_size (`int`, defaults to 64): Channels per attention head of stages 3-4.
+        mlp_ratio (`float`, defaults to 4.0): Hidden width of every MLP relative to its stage width.
+        sparsity_rates (`list[list[int]]`): One list per attention stage (3 and 4) holding the sparsity rate S of
+            each block. S = 1 is global attention.
+        fused_blocks (`list[list[int]]`): One list per attention stage with the 0-based indices of the blocks
+            whose outputs feed the Learnable Feature Fusion head. The last block of each attention stage must be
+            listed: its output passes through the stage's final LayerNorm before fusion.
+        fusion_hidden_size (`int`, defaults to 512): Width at which the fused maps are summed.
+        hidden_act (`str`, defaults to `"gelu"`): Activation of every MLP.
+        layer_scale_init_value (`float`, defaults to 1e-6): Initial value of the layer-scale vectors of the
+            attention blocks and of the fusion weights.
+        drop_path_rate (`float`, defaults to 0.2): Stochastic depth rate, rising linearly over all blocks.
+        attention_dropout (`float`, defaults to 0.0): Dropout on the attention probabilities.
+        layer_norm_eps (`float`, defaults to 1e-6): Epsilon of the block, stage and fusion LayerNorms.
+        patch_embedding_layer_norm_eps (`float`, defaults to 1e-5): Epsilon of the patch embedding LayerNorms.
+        initializer_range (`float`, defaults to 0.02): Std of the truncated normal init of Linear layers.
+    """
+
+    model_type = "sparsevit"
+    attribute_map = {"hidden_size": "fusion_hidden_size"}
+
+    num_channels: int = 3
+    hidden_sizes: list[int] | tuple[int, ...] = (64, 128, 320, 512)
+    depths: list[int] | tuple[int, ...] = (5, 8, 20, 7)
+    patch_sizes: list[int] | tuple[int, ...] = (4, 2, 2, 2)
+    attention_head_size: int = 64
+    mlp_ratio: float | int = 4.0
+    sparsity_rates: list[list[int]] | tuple | None = None
+    fused_blocks: list[list[int]] | tuple | None = None
+    fusion_hidden_size: int = 512
+    hidden_act: str = "gelu"
+    layer_scale_init_value: float = 1e-6
+    drop_path_rate: float | int = 0.2
+    attention_dropout: float | int = 0.0
+    layer_norm_eps: float = 1e-6
+    patch_embedding_layer_norm_eps: float = 1e-5
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs):
+        if self.sparsity_rates is None:
+            self.sparsity_rates = [list(rates) for rates in PUBLISHED_SPARSITY_RATES]
+        if self.fused_blocks is None:
+            self.fused_blocks = [list(blocks) for blocks in PUBLISHED_FUSED_BLOCKS]
+        self.hidden_sizes = list(self.hidden_sizes)
+        self.depths = list(self.depths)
+        self.patch_sizes = list(self.patch_sizes)
+        self.sparsity_rates = [list(rates) for rates in self.sparsity_rates]
+        self.fused_blocks = [list(blocks) for blocks in self.fused_blocks]
+        if kwargs.get("id2label") is None and self.id2label is None:
+            self.id2label = {0: "authentic", 1: "manipulated"}
+            self.label2id = {"authentic": 0, "manipulated": 1}
+        super().__post_init__(**kwargs)
+
+    @property
+    def num_hidden_layers(self) -> int:
+        return sum(self.depths)
+
+    @property
+    def num_attention_heads(self) -> list[int]:
+        return [width // self.attention_head_size for width in self.hidden_sizes[2:]]
+
+    @property
+    def pad_size_divisor(self) -> int:
+        """Inputs are padded to a multiple of this, so that every downsampling convolution tiles exactly."""
+        divisor = 1
+        for size in self.patch_sizes:
+            divisor *= size
+        return divisor
+
+    @property
+    def fusion_stride(self) -> int:
+        """Stride of the logit map with respect to the input (16 for the published model)."""
+        return self.pad_size_divisor // self.patch_sizes[-1]
+
+    def validate_architecture(self):
+        for name in ("hidden_sizes", "depths", "patch_sizes"):
+            value = getattr(self, name)
+            if len(value) != 4:
+                raise ValueError(f"`{name}` must have one entry per stage (4), got {value}.")
+            if any(v < 1 for v in value):
+                raise ValueError(f"Every entry of `{name}` must be positive, got {value}.")
+        if self.attention_head_size < 1:
+            raise ValueError(f"`attention_head_size` must be positive, got {self.attention_head_size}.")
+        for stage, width in zip((3, 4), self.hidden_sizes[2:]):
+            if width % self.attention_head_size:
+                raise ValueError(
+                    f"`hidden_sizes[{stage - 1}]` ({width}, the width of attention stage {stage}) must be a multiple "
+                    f"of `attention_head_size` ({self.attention_head_size})."
+                )
+        if len(self.sparsity_rates) != 2:
+            raise ValueError(
+                f"`sparsity_rates` must hold one list per attention stage (stages 3 and 4), got "
+                f"{len(self.sparsity_rates)} lists."
+            )
+        for stage, rates, depth in zip((3, 4), self.sparsity_rates, self.depths[2:]):
+            if len(rates) != depth:
+                raise ValueError(
+                    f"`sparsity_rates` of stage {stage} has {len(rates)} entries but `depths[{stage - 1}]` is {depth}: "
+                    "give one sparsity rate per block."
+                )
+            if any(not isinstance(rate, int) or rate < 1 for rate in rates):
+                raise ValueError(f"`sparsity_rates` of stage {stage} must be positive integers, got {rates}.")
+        if len(self.fused_blocks) != 2:
+            raise ValueError(
+                f"`fused_blocks` must hold one list per attention stage (stages 3 and 4), got "
+                f"{len(self.fused_blocks)} lists."
+            )
+        for stage, blocks, depth in zip((3, 4), self.fused_blocks, self.depths[2:]):
+            if sorted(set(blocks)) != list(blocks):
+                raise ValueError(f"`fused_blocks` of stage {stage} must be strictly increasing, got {blocks}.")
+            if any(not 0 <= block < depth for block in blocks):
+                raise ValueError(
+                    f"`fused_blocks` of stage {stage} names blocks {blocks}, but the stage has blocks 0-{depth - 1}."
+                )
+            if not blocks or blocks[-1] != depth - 1:
+                raise ValueError(
+                    f"`fused_blocks` of stage {stage} must end with the stage's last block ({depth - 1}), whose "
+                    f"normalised output the fusion head uses; got {blocks}."
+                )
+        if self.fusion_hidden_size < 1:
+            raise ValueError(f"`fusion_hidden_size` must be positive, got {self.fusion_hidden_size}.")
+        if not 0.0 <= self.drop_path_rate < 1.0:
+            raise ValueError(f"`drop_path_rate` must be in [0, 1), got {self.drop_path_rate}.")
+        if not 0.0 <= self.attention_dropout < 1.0:
+            raise ValueError(f"`attention_dropout` must be in [0, 1), got {self.attention_dropout}.")
+
+
+__all__ = ["SparseViTConfig"]
