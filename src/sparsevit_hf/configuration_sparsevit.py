@@ -9,6 +9,14 @@ PUBLISHED_SPARSITY_RATES = ([8] * 5 + [4] * 5 + [2] * 5 + [1] * 5, [2] * 4 + [1]
 # The LFF head fuses the output of every block where the stage-3 schedule changes S, and stage 4's blocks 4 and 7
 # (0-based indices inside each attention stage).
 PUBLISHED_FUSED_BLOCKS = ([4, 9, 14, 19], [3, 6])
+# Where a saved folder's code lives, for `trust_remote_code=True` loading. `save_pretrained` only adds the Auto class
+# of the object being saved, so the config names all four up front.
+AUTO_MAP = {
+    "AutoConfig": "configuration_sparsevit.SparseViTConfig",
+    "AutoModel": "modeling_sparsevit.SparseViTModel",
+    "AutoModelForSemanticSegmentation": "modeling_sparsevit.SparseViTForManipulationLocalization",
+    "AutoImageProcessor": "image_processing_sparsevit.SparseViTImageProcessor",
+}
 
 
 @strict
@@ -75,6 +83,7 @@ class SparseViTConfig(PreTrainedConfig):
         self.patch_sizes = list(self.patch_sizes)
         self.sparsity_rates = [list(rates) for rates in self.sparsity_rates]
         self.fused_blocks = [list(blocks) for blocks in self.fused_blocks]
+        self.auto_map = {**AUTO_MAP, **(kwargs.pop("auto_map", None) or {})}
         if kwargs.get("id2label") is None and self.id2label is None:
             self.id2label = {0: "authentic", 1: "manipulated"}
             self.label2id = {"authentic": 0, "manipulated": 1}

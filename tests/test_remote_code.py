@@ -1,0 +1,91 @@
+"""A saved folder carries its own code: it loads with `trust_remote_code=True` where the package is not installed."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import torch
+from PIL import Image
+
+from sparsevit_hf import SparseViTForManipulationLocalization, SparseViTImageProcessor
+
+# Runs in a fresh interpreter where `import sparsevit_hf` fails, as on a machine without the package.
+WITHOUT_PACKAGE = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    class NoSparseViT(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "sparsevit_hf":
+                raise ModuleNotFoundError("sparsevit_hf is not installed here")
+
+    sys.meta_path.insert(0, NoSparseViT())
+    sys.path = [p for p in sys.path if not p.rstrip("/").endswith("src")]
+    """
+)
+
+
+def run_without_package(script: str, tmp_path) -> str:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules"), "PYTHONPATH": ""}
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_PACKAGE + textwrap.dedent(script)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_saved_folder_has_weights_configs_code_and_a_complete_auto_map(tiny_config, tmp_path):
+    SparseViTForManipulationLocalization(tiny_config).save_pretrained(tmp_path)
+    SparseViTImageProcessor().save_pretrained(tmp_path)
+    names = {path.name for path in tmp_path.iterdir()}
+    assert {
+        "model.safetensors", "config.json", "preprocessor_config.json",
+        "configuration_sparsevit.py", "modeling_sparsevit.py", "image_processing_sparsevit.py",
+    } <= names
+    assert json.loads((tmp_path / "config.json").read_text())["auto_map"] == {
+        "AutoConfig": "configuration_sparsevit.SparseViTConfig",
+        "AutoModel": "modeling_sparsevit.SparseViTModel",
+        "AutoModelForSemanticSegmentation": "modeling_sparsevit.SparseViTForManipulationLocalization",
+        "AutoImageProcessor": "image_processing_sparsevit.SparseViTImageProcessor",
+    }
+    processor_config = json.loads((tmp_path / "preprocessor_config.json").read_text())
+    assert processor_config["auto_map"]["AutoImageProcessor"] == "image_processing_sparsevit.SparseViTImageProcessor"
+
+
+def test_auto_classes_load_the_folder_with_remote_code_and_reproduce_the_outputs(tiny_config, tmp_path):
+    torch.manual_seed(0)
+    tiny_config.layer_scale_init_value = 0.3  # make every block matter for the comparison
+    model = SparseViTForManipulationLocalization(tiny_config).eval()
+    processor = SparseViTImageProcessor(size={"height": 64, "width": 64})
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8))
+    image.save(tmp_path / "image.png")
+    with torch.no_grad():
+        expected = model(**processor(image, return_tensors="pt")).logits
+
+    stdout = run_without_package(
+        f"""
+        import torch
+        from PIL import Image
+        from transformers import AutoImageProcessor, AutoModel, AutoModelForSemanticSegmentation
+
+        folder = {str(tmp_path / "model")!r}
+        model = AutoModelForSemanticSegmentation.from_pretrained(folder, trust_remote_code=True).eval()
+        backbone = AutoModel.from_pretrained(folder, trust_remote_code=True)
+        processor = AutoImageProcessor.from_pretrained(folder, trust_remote_code=True)
+        with torch.no_grad():
+            logits = model(**processor(Image.open({str(tmp_path / "image.png")!r}), return_tensors="pt")).logits
+        torch.save(logits, {str(tmp_path / "logits.pt")!r})
+        print(type(model).__module__, type(model).__name__, type(backbone).__name__, type(processor).__name__)
+        """,
+        tmp_path,
+    )
+    module, *names = stdout.split()
+    assert not module.startswith("sparsevit_hf")
+    assert names == ["SparseViTForManipulationLocalization", "SparseViTModel", "SparseViTImageProcessor"]
+    torch.testing.assert_close(torch.load(tmp_path / "logits.pt"), expected)
