@@ -460,13 +460,13 @@ def test_float_bool_and_16_bit_masks(native_processor):
         assert _labels(native_processor, image, form)[0, 0, :2].tolist() == [0.0, 1.0]
 
 
-def test_8_bit_zero_one_masks_follow_the_official_rule(native_processor):
-    # A uint8 mask holding only 0 and 1 is black: the official rule (> 127.5) sees no manipulation.
-    # 0/1 label maps must be given as bool or float.
+def test_8_bit_zero_one_masks_are_read_as_label_maps(native_processor):
+    # The official rule (> 127.5) would make a uint8 mask holding only 0 and 1 empty: it is a label map instead,
+    # as the data loaders read it.
     image = np.zeros((32, 32, 3), np.uint8)
     zero_one = np.zeros((32, 32), dtype=np.uint8)
     zero_one[:8] = 1
-    assert _labels(native_processor, image, zero_one).sum() == 0
+    assert _labels(native_processor, image, zero_one).sum() == 8 * 32
     assert _labels(native_processor, image, zero_one.astype(bool)).sum() == 8 * 32
 
 

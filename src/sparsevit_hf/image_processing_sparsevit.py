@@ -497,11 +497,9 @@ class SparseViTImageProcessor(PilBackend):
             if dtype != np.uint8:
                 array = _integer_to_uint8(array, what)
             if array.max() == 1:
-                logger.warning_once(
-                    "An 8-bit segmentation map only holds the values 0 and 1. The official SparseViT rule (mean over "
-                    "channels > 127.5) makes it an all-authentic mask. Pass 0/1 label maps as bool or float arrays "
-                    "(or scale them to 0/255)."
-                )
+                # A 0/1 label map stored as an image: the official rule (> 127.5) would make it empty. The data
+                # loaders read such masks the same way.
+                return array.max(axis=-1) > 0
             return array.astype(np.float64).mean(axis=-1) > 127.5
         raise ValueError(f"{what} has unsupported dtype {dtype}.")
 
