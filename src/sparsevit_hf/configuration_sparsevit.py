@@ -84,7 +84,7 @@ class SparseViTConfig(PreTrainedConfig):
         self.sparsity_rates = [list(rates) for rates in self.sparsity_rates]
         self.fused_blocks = [list(blocks) for blocks in self.fused_blocks]
         self.auto_map = {**AUTO_MAP, **(kwargs.pop("auto_map", None) or {})}
-        if kwargs.get("id2label") is None and self.id2label is None:
+        if self.id2label is None and kwargs.get("num_labels") is None:
             self.id2label = {0: "authentic", 1: "manipulated"}
             self.label2id = {"authentic": 0, "manipulated": 1}
         super().__post_init__(**kwargs)

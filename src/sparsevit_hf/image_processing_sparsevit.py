@@ -34,14 +34,13 @@ from transformers.image_utils import (
     SizeDict,
 )
 from transformers.processing_utils import ImagesKwargs, Unpack
-from transformers.utils import TensorType, is_torch_available, logging
+from transformers.utils import TensorType, is_torch_available
 
 if is_torch_available():
     import torch
     import torch.nn.functional as F
 
 
-logger = logging.get_logger(__name__)
 
 # Smallest accepted input side: the backbone downsamples by 32 (four stages), so anything smaller has no pixel left
 # at the last stage.

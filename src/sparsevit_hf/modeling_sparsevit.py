@@ -21,7 +21,8 @@ from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import SemanticSegmenterOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils import ModelOutput
+from transformers.processing_utils import Unpack
+from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
@@ -135,12 +136,13 @@ def eager_attention_forward(
     dropout: float = 0.0,
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    """Attention over the last two dimensions; any leading dimensions (batch, groups, heads) are batch dimensions."""
+    attn_weights = torch.matmul(query, key.transpose(-2, -1)) * scaling
     if attention_mask is not None:
         attn_weights = attn_weights + attention_mask
     attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
     attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
-    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()
+    attn_output = torch.matmul(attn_weights, value).transpose(-3, -2).contiguous()
     return attn_output, attn_weights
 
 
@@ -197,6 +199,12 @@ class SparseViTSparseSelfAttention(nn.Module):
             attention_mask = self._padding_mask(batch, height, width, padded_h, padded_w, rate_h, rate_w, query)
 
         implementation = "eager" if output_attentions else self.config._attn_implementation
+        if implementation == "eager":
+            # Eager attention runs on (batch, G, heads, N, head_dim), so that the probabilities it returns (and the
+            # output records) are the very tensor the output is computed from, in their documented shape.
+            query, key, value = (t.view(batch, rate_h * rate_w, *t.shape[1:]) for t in (query, key, value))
+            if attention_mask is not None:
+                attention_mask = attention_mask.view(batch, rate_h * rate_w, *attention_mask.shape[1:])
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
         attn_output, attn_weights = attention_interface(
             self,
@@ -211,7 +219,7 @@ class SparseViTSparseSelfAttention(nn.Module):
         attn_output = ungroup_tokens(attn_output, batch, padded_h, padded_w, rate_h, rate_w)
         if pad_h or pad_w:
             attn_output = attn_output[:, :height, :width]
-        if attn_weights is not None:
+        if attn_weights is not None and attn_weights.ndim == 4:  # another implementation returning (batch * G, ...)
             attn_weights = attn_weights.view(batch, rate_h * rate_w, self.num_heads, group_size, group_size)
         return attn_output, attn_weights
 
@@ -375,8 +383,13 @@ class SparseViTModel(SparseViTPreTrainedModel):
         )
         self.post_init()
 
+    def get_input_embeddings(self) -> nn.Module:
+        # As in transformers' vision models: the patch embedding plays the part of the input embeddings (PEFT's
+        # `enable_input_require_grads` hooks it so that gradient checkpointing works with frozen weights).
+        return self.stages[0].patch_embeddings
+
     @capture_outputs(tie_last_hidden_states=False)
-    def forward(self, pixel_values: torch.Tensor, **kwargs) -> SparseViTModelOutput:
+    def forward(self, pixel_values: torch.Tensor, **kwargs: Unpack[TransformersKwargs]) -> SparseViTModelOutput:
         r"""
         pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`):
             Normalised images of at least 32 x 32 pixels, any aspect ratio; see `SparseViTImageProcessor`.
@@ -438,7 +451,7 @@ class SparseViTForManipulationLocalization(SparseViTPreTrainedModel):
 
     @can_return_tuple
     def forward(
-        self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, **kwargs
+        self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, **kwargs: Unpack[TransformersKwargs]
     ) -> SemanticSegmenterOutput:
         r"""
         pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`):
