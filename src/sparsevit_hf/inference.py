@@ -1,0 +1,593 @@
+"""Whole-image inference: per-pixel manipulation probabilities at the original resolution.
+
+Three resolution modes:
+
+- ``"resize"`` (default, the official protocol): every image is resized to the processor's size (512 x 512 for the
+  published model), and the probability map is resized back to the original size bilinearly (the official demo used
+  Lanczos for its pictures; bilinear is what the processor's post-processing does, and it cannot overshoot [0, 1]).
+- ``"native"``: the whole image at its own resolution, padded at the bottom/right to a multiple of 32 by the
+  processor's native mode. It keeps the high-frequency traces that resizing destroys. Images larger than
+  ``max_pixels`` are refused with an error that suggests the tiled mode.
+- ``"tiled"``: overlapping tiles of ``tile_size`` pixels at the native resolution, blended with linear ramps over the
+  overlaps (the weighted probabilities and the weights are accumulated, then divided), for images too large for the
+  native mode. Beyond the image itself and two float32 maps of its size, memory is bounded by the tile batch. An
+  image no larger than one tile is predicted exactly as in native mode.
+
+Entry points: :func:`predict_probabilities` (one call), :class:`Predictor` (reusable, used by the CLI),
+:func:`load_image` (a file to an 8-bit RGB PIL image, EXIF orientation applied) and :func:`load_model`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+
+MODES = ("resize", "native", "tiled")
+DEFAULT_MODE = "resize"
+DEFAULT_TILE_SIZE = 512
+DEFAULT_TILE_OVERLAP = 128
+# Native mode refuses images above this many pixels (16.8 MP, e.g. 4096 x 4096); use the tiled mode for larger ones.
+DEFAULT_MAX_PIXELS = 4096 * 4096
+# The backbone downsamples by 32: smaller images have no pixel left at the last stage.
+MIN_IMAGE_SIDE = 32
+# Extensions picked up when a folder is scanned (lower case). Files named explicitly are tried whatever their name.
+IMAGE_EXTENSIONS = frozenset(
+    {
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".jfif",
+        ".png",
+        ".tif",
+        ".tiff",
+        ".bmp",
+        ".webp",
+        ".gif",
+        ".ppm",
+        ".pgm",
+        ".pbm",
+        ".pnm",
+        ".jp2",
+        ".j2k",
+        ".tga",
+        ".dib",
+    }
+)
+DTYPES = {
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "float": torch.float32,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "half": torch.float16,
+}
+
+
+class ImageLoadError(ValueError):
+    """A file could not be read as an image. The message names the file."""
+
+
+class ImageSizeError(ValueError):
+    """An image is too small for the model, or too large for the native mode."""
+
+
+class ModelLoadError(ValueError):
+    """A model name or folder does not hold a SparseViT model."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Images
+# ----------------------------------------------------------------------------------------------------------------
+def to_rgb(image: Image.Image, name: str = "image") -> Image.Image:
+    """Return an 8-bit RGB copy of a PIL image of any common mode.
+
+    Alpha is dropped (not composited), as the processor and the official OpenCV decoding do; palettes are applied;
+    CMYK and YCbCr use Pillow's conversion; 16-bit images (``I;16*``, ``I``) are scaled to 8 bit (value / 257,
+    rounded); float images (``F``) must lie in [0, 1].
+    """
+    mode = image.mode
+    if mode == "RGB":
+        return image.copy()
+    if mode in ("RGBA", "RGBa", "RGBX", "LA", "La", "PA", "P"):
+        # Pillow drops alpha in convert("RGB"); palette images go through their palette.
+        return image.convert("RGBA").convert("RGB") if mode in ("RGBa", "La") else image.convert("RGB")
+    if mode.startswith("I;16") or mode == "I":
+        array = np.asarray(image).astype(np.int64)
+        low, high = int(array.min()), int(array.max())
+        if low < 0 or high > 65535:
+            raise ImageLoadError(f"{name}: 32-bit integer image with values in [{low}, {high}]; expected 0-65535.")
+        array = np.rint(array / 257.0).astype(np.uint8)
+        return Image.fromarray(array, mode="L").convert("RGB")
+    if mode == "F":
+        array = np.asarray(image, dtype=np.float32)
+        if not np.isfinite(array).all() or array.min() < 0.0 or array.max() > 1.0:
+            raise ImageLoadError(f"{name}: float image with values outside [0, 1] (or not finite).")
+        return Image.fromarray(np.rint(array * 255.0).astype(np.uint8), mode="L").convert("RGB")
+    try:
+        return image.convert("RGB")
+    except (ValueError, OSError) as error:
+        raise ImageLoadError(f"{name}: PIL mode {mode!r} cannot be converted to RGB ({error}).") from error
+
+
+def load_image(path: str | os.PathLike) -> Image.Image:
+    """Read an image file as an 8-bit RGB PIL image, with its EXIF orientation applied.
+
+    The returned image is fully decoded and the file closed. Every failure (missing file, unreadable or truncated
+    data, unsupported mode, decompression-bomb guard) raises :class:`ImageLoadError` naming the file. Multi-frame
+    files (GIF, TIFF) give their first frame.
+    """
+    name = os.fspath(path)
+    if not os.path.exists(name):
+        raise ImageLoadError(f"{name}: no such file.")
+    if os.path.isdir(name):
+        raise ImageLoadError(f"{name}: is a folder, not an image file.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(name) as image:
+                image.load()
+                image = ImageOps.exif_transpose(image)
+    except Image.DecompressionBombWarning as error:
+        raise ImageLoadError(f"{name}: {error} Raise PIL.Image.MAX_IMAGE_PIXELS if you trust this file.") from error
+    except UnidentifiedImageError as error:
+        raise ImageLoadError(f"{name}: not an image file Pillow can read.") from error
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise ImageLoadError(f"{name}: cannot read the image ({error}).") from error
+    return to_rgb(image, name)
+
+
+def _image_size(image) -> tuple[int, int]:
+    """(height, width) of a PIL image."""
+    return image.height, image.width
+
+
+def _as_pil(image, index: int) -> Image.Image:
+    if isinstance(image, Image.Image):
+        return image
+    if isinstance(image, (str, os.PathLike)):
+        return load_image(image)
+    if isinstance(image, np.ndarray):
+        try:
+            return Image.fromarray(np.ascontiguousarray(image))
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"Image {index}: cannot use an array of shape {image.shape} and dtype {image.dtype} (expected "
+                "(H, W) or (H, W, 3|4), uint8, or (H, W) uint16)."
+            ) from error
+    raise TypeError(f"Image {index} has type {type(image).__name__}; expected a PIL image, a path or a NumPy array.")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Tiles
+# ----------------------------------------------------------------------------------------------------------------
+def tile_starts(length: int, tile_size: int, overlap: int) -> list[int]:
+    """Start offsets of tiles covering ``[0, length)``: the fewest full tiles whose overlaps are at least ``overlap``,
+    spread evenly so that the first starts at 0 and the last ends at ``length``. One tile (start 0, possibly shorter
+    than ``tile_size``) when ``length <= tile_size``."""
+    if length <= tile_size:
+        return [0]
+    count = math.ceil((length - tile_size) / (tile_size - overlap)) + 1
+    return [round(index * (length - tile_size) / (count - 1)) for index in range(count)]
+
+
+def _ramp(length: int, before: int, after: int) -> np.ndarray:
+    """1-D blending weight of a tile: linear ramps over the overlaps with the previous (``before`` pixels) and next
+    (``after`` pixels) tiles, 1 elsewhere and on image borders. Never zero: the smallest value is 0.5 / overlap."""
+    position = np.arange(length, dtype=np.float64) + 0.5
+    weight = np.ones(length, dtype=np.float64)
+    if before > 0:
+        weight = np.minimum(weight, position / before)
+    if after > 0:
+        weight = np.minimum(weight, (length - position) / after)
+    return weight
+
+
+def tile_weights(starts: Sequence[int], tile_length: int) -> list[np.ndarray]:
+    """Blending weights along one axis for each tile of :func:`tile_starts`."""
+    weights = []
+    for index, start in enumerate(starts):
+        before = starts[index - 1] + tile_length - start if index > 0 else 0
+        after = start + tile_length - starts[index + 1] if index + 1 < len(starts) else 0
+        weights.append(_ramp(tile_length, max(before, 0), max(after, 0)))
+    return weights
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Devices, dtypes, models
+# ----------------------------------------------------------------------------------------------------------------
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None`` or ``"auto"``: CUDA if available, else Apple MPS, else CPU."""
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"Unknown device {device!r} ({error}).") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"Device {device!r} requested but CUDA is not available; use --device cpu (or auto).")
+    if resolved.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"Device {device!r} requested but Apple MPS is not available; use --device cpu (or auto).")
+    return resolved
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    """``"fp32" | "bf16" | "fp16"`` (or the torch names, or a ``torch.dtype``) to a ``torch.dtype``."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return DTYPES[str(dtype).lower()]
+    except KeyError:
+        raise ValueError(f"Unknown dtype {dtype!r}; use one of fp32, bf16, fp16.") from None
+
+
+def _looks_like_a_path(name: str) -> bool:
+    if name.startswith(("/", "./", "../", "~", "\\")) or os.path.isabs(name) or name in (".", ".."):
+        return True
+    try:
+        from huggingface_hub.utils import validate_repo_id
+
+        validate_repo_id(name)
+    except Exception:
+        return True
+    return False
+
+
+def check_model_folder(folder: str | os.PathLike) -> dict:
+    """Check that a local folder holds a saved SparseViT model; return its config dictionary.
+
+    Raises :class:`ModelLoadError` with the reason: not a folder, no ``config.json``, unreadable config, another
+    ``model_type``, or no weights.
+    """
+    path = Path(folder).expanduser()
+    if not path.exists():
+        raise ModelLoadError(f"Model folder {os.fspath(folder)!r} does not exist.")
+    if not path.is_dir():
+        raise ModelLoadError(
+            f"{os.fspath(folder)!r} is a file; MODEL must be a folder written by save_pretrained (config.json, "
+            "model.safetensors, preprocessor_config.json) or a Hugging Face Hub model id."
+        )
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise ModelLoadError(
+            f"{os.fspath(folder)!r} has no config.json: it is not a saved transformers model (expected the output "
+            "of save_pretrained, or of sparsevit-convert)."
+        )
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"{config_file}: cannot read the model config ({error}).") from error
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if model_type != "sparsevit":
+        raise ModelLoadError(
+            f"{os.fspath(folder)!r} holds a {model_type!r} model, not a SparseViT model (model_type 'sparsevit')."
+        )
+    weights = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+    if not any((path / name).is_file() for name in weights):
+        raise ModelLoadError(f"{os.fspath(folder)!r} has a SparseViT config but no weights (model.safetensors).")
+    return config
+
+
+def load_model(
+    name_or_path: str | os.PathLike,
+    *,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    trust_remote_code: bool = False,
+    token: str | bool | None = None,
+):
+    """Load a SparseViT model (in eval mode, on ``device``, in ``dtype``) and its image processor.
+
+    ``name_or_path`` is a folder written by ``save_pretrained`` or a Hub model id. Local folders are checked before
+    anything is loaded (:func:`check_model_folder`); a folder without ``preprocessor_config.json`` gets the default
+    processor (the official 512 x 512 preprocessing) with a warning. ``trust_remote_code`` is passed to
+    ``from_pretrained``: with this package importable its own classes are used for ``model_type`` "sparsevit" either
+    way; it only matters for the Auto classes' remote-code prompt. Raises :class:`ModelLoadError`.
+    """
+    from transformers import AutoConfig, AutoImageProcessor, AutoModelForSemanticSegmentation
+
+    from .image_processing_sparsevit import SparseViTImageProcessor
+
+    name = os.fspath(name_or_path)
+    local = Path(name).expanduser()
+    if local.exists():
+        check_model_folder(local)
+        name = os.fspath(local)
+    elif _looks_like_a_path(name):
+        raise ModelLoadError(f"Model folder {name!r} does not exist.")
+
+    hub_kwargs = {"trust_remote_code": trust_remote_code, "token": token}
+    try:
+        config = AutoConfig.from_pretrained(name, **hub_kwargs)
+    except Exception as error:  # noqa: BLE001 - any failure here means "not a usable model"
+        where = "the local folder" if local.exists() else "a local folder or the Hugging Face Hub"
+        raise ModelLoadError(f"Cannot load a model config for {name!r} from {where}: {error}") from error
+    if getattr(config, "model_type", None) != "sparsevit":
+        raise ModelLoadError(f"{name!r} is a {config.model_type!r} model, not SparseViT (model_type 'sparsevit').")
+
+    torch_dtype = resolve_dtype(dtype)
+    try:
+        model = AutoModelForSemanticSegmentation.from_pretrained(
+            name, config=config, dtype=torch_dtype if torch_dtype is not None else "auto", **hub_kwargs
+        )
+    except Exception as error:  # noqa: BLE001
+        raise ModelLoadError(f"Cannot load the SparseViT weights of {name!r}: {error}") from error
+    has_processor_config = (local / "preprocessor_config.json").is_file() if local.exists() else True
+    processor = None
+    if has_processor_config:
+        try:
+            processor = AutoImageProcessor.from_pretrained(name, **hub_kwargs)
+        except Exception as error:  # noqa: BLE001
+            if local.exists():
+                raise ModelLoadError(f"Cannot load the image processor of {name!r}: {error}") from error
+    if processor is None:
+        warnings.warn(
+            f"{name!r} has no preprocessor_config.json; using the default SparseViT processor (512 x 512, ImageNet "
+            "normalisation).",
+            stacklevel=2,
+        )
+        processor = SparseViTImageProcessor()
+    model.to(resolve_device(device))
+    model.eval()
+    return model, processor
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Prediction
+# ----------------------------------------------------------------------------------------------------------------
+class Predictor:
+    """Per-pixel manipulation probabilities for images of any size, in one of the modes of :data:`MODES`.
+
+    Args:
+        model: a ``SparseViTForManipulationLocalization`` (or any model whose output has ``logits`` of shape
+            ``(batch, 1, ceil(H / 16), ceil(W / 16))``). It is put in eval mode and, when ``device`` / ``dtype``
+            are given, moved / cast in place.
+        processor: a ``SparseViTImageProcessor``; its ``size`` is the resize-mode input size.
+        mode: ``"resize"``, ``"native"`` or ``"tiled"``.
+        tile_size, tile_overlap: tiled mode; the tile side (a multiple of 32) and the minimum overlap between
+            neighbouring tiles (``0 <= overlap < tile_size``).
+        batch_size: images per forward pass in resize mode; same-size images per forward pass in native mode
+            (images of different sizes are never padded together, which would change their predictions); tiles per
+            forward pass in tiled mode.
+        max_pixels: native mode refuses images with more pixels than this (``None`` or 0: no limit).
+    """
+
+    def __init__(
+        self,
+        model,
+        processor,
+        mode: str = DEFAULT_MODE,
+        *,
+        tile_size: int = DEFAULT_TILE_SIZE,
+        tile_overlap: int = DEFAULT_TILE_OVERLAP,
+        batch_size: int = 1,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    ):
+        if mode not in MODES:
+            raise ValueError(f"Unknown mode {mode!r}; use one of {', '.join(MODES)}.")
+        divisor = int(getattr(model.config, "pad_size_divisor", 32))
+        if mode == "tiled":
+            if not isinstance(tile_size, int) or tile_size < MIN_IMAGE_SIDE or tile_size % divisor:
+                raise ValueError(
+                    f"tile_size must be a multiple of {divisor} of at least {MIN_IMAGE_SIDE}, got {tile_size!r}."
+                )
+            if not isinstance(tile_overlap, int) or not 0 <= tile_overlap < tile_size:
+                raise ValueError(f"tile_overlap must be an integer in [0, tile_size), got {tile_overlap!r}.")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        if max_pixels is not None and max_pixels < 0:
+            raise ValueError(f"max_pixels must be positive (or None / 0 for no limit), got {max_pixels!r}.")
+        self.model = model
+        self.processor = processor
+        self.mode = mode
+        self.tile_size = tile_size
+        self.tile_overlap = tile_overlap
+        self.batch_size = batch_size
+        self.max_pixels = max_pixels or None
+        self.divisor = divisor
+        if device is not None:
+            model.to(resolve_device(device))
+        torch_dtype = resolve_dtype(dtype)
+        if torch_dtype is not None:
+            model.to(torch_dtype)
+        model.eval()
+        parameter = next(model.parameters())
+        self.device, self.dtype = parameter.device, parameter.dtype
+
+    # -- checks ---------------------------------------------------------------------------------------------------
+    def check(self, image, name: str = "image") -> None:
+        """Raise :class:`ImageSizeError` if this image cannot be predicted in this mode."""
+        height, width = _image_size(image)
+        if height < MIN_IMAGE_SIDE or width < MIN_IMAGE_SIDE:
+            raise ImageSizeError(
+                f"{name}: {width} x {height} pixels (width x height) is too small; SparseViT needs at least "
+                f"{MIN_IMAGE_SIDE} x {MIN_IMAGE_SIDE} pixels in every mode (its backbone downsamples by 32, and "
+                "an upscaled thumbnail carries no forensic traces)."
+            )
+        if self.mode == "native" and self.max_pixels is not None and height * width > self.max_pixels:
+            raise ImageSizeError(
+                f"{name}: {width} x {height} = {height * width / 1e6:.1f} MP exceeds the native-mode limit of "
+                f"{self.max_pixels / 1e6:.1f} MP ({self.max_pixels} pixels). Use the tiled mode (mode='tiled', "
+                "--mode tiled), which bounds memory by the tile size, or raise the limit (max_pixels, --max-pixels)."
+            )
+
+    # -- prediction -----------------------------------------------------------------------------------------------
+    def predict(self, images) -> list[np.ndarray]:
+        """Probability maps (float32 ``(H, W)`` in [0, 1], the original size of each image) for a list of images
+        (PIL images, paths or uint8 NumPy arrays; a single image is accepted too)."""
+        if isinstance(images, (Image.Image, str, os.PathLike, np.ndarray)):
+            images = [images]
+        pil_images = [_as_pil(image, index) for index, image in enumerate(images)]
+        for index, image in enumerate(pil_images):
+            self.check(image, f"Image {index}")
+        if self.mode == "resize":
+            results: list[np.ndarray] = []
+            for start in range(0, len(pil_images), self.batch_size):
+                results.extend(self._predict_resized(pil_images[start : start + self.batch_size]))
+            return results
+        if self.mode == "native":
+            results = [None] * len(pil_images)
+            for group in self._same_size_batches(pil_images):
+                for index, probability in zip(group, self._predict_native([pil_images[i] for i in group]), strict=True):
+                    results[index] = probability
+            return results
+        return [self._predict_tiled(image) for image in pil_images]
+
+    def _forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            pixel_values = pixel_values.to(device=self.device, dtype=self.dtype)
+            return self.model(pixel_values=pixel_values).logits.float()
+
+    def _post_process(self, logits: torch.Tensor, sizes, do_resize: bool) -> list[np.ndarray]:
+        outputs = self.processor.post_process_semantic_segmentation(
+            logits, target_sizes=sizes, return_probabilities=True, do_resize=do_resize
+        )
+        return [output["probabilities"].float().cpu().numpy().astype(np.float32, copy=False) for output in outputs]
+
+    def _predict_resized(self, images: list[Image.Image]) -> list[np.ndarray]:
+        inputs = self.processor(images=images, do_resize=True, return_tensors="pt")
+        logits = self._forward(inputs["pixel_values"])
+        return self._post_process(logits, [_image_size(image) for image in images], do_resize=True)
+
+    def _same_size_batches(self, images: list[Image.Image]) -> Iterable[list[int]]:
+        groups: dict[tuple[int, int], list[int]] = {}
+        for index, image in enumerate(images):
+            groups.setdefault(_image_size(image), []).append(index)
+        for indices in groups.values():
+            for start in range(0, len(indices), self.batch_size):
+                yield indices[start : start + self.batch_size]
+
+    def _predict_native(self, images: list[Image.Image]) -> list[np.ndarray]:
+        inputs = self.processor(images=images, do_resize=False, do_pad=True, return_tensors="pt")
+        logits = self._forward(inputs["pixel_values"])
+        return self._post_process(logits, [_image_size(image) for image in images], do_resize=False)
+
+    def _predict_tiled(self, image: Image.Image) -> np.ndarray:
+        height, width = _image_size(image)
+        tile_h, tile_w = min(self.tile_size, height), min(self.tile_size, width)
+        ys = tile_starts(height, self.tile_size, self.tile_overlap)
+        xs = tile_starts(width, self.tile_size, self.tile_overlap)
+        y_weights, x_weights = tile_weights(ys, tile_h), tile_weights(xs, tile_w)
+        pad_h, pad_w = -tile_h % self.divisor, -tile_w % self.divisor
+        tiles = [(iy, ix) for iy in range(len(ys)) for ix in range(len(xs))]
+
+        def predict_tiles(chunk: list[tuple[int, int]]) -> list[np.ndarray]:
+            # Tiles are cut from the image and normalised one batch at a time, so that memory does not grow with
+            # the image beyond the image itself and the two float32 accumulators.
+            crops = [image.crop((xs[ix], ys[iy], xs[ix] + tile_w, ys[iy] + tile_h)) for iy, ix in chunk]
+            batch = self.processor(images=crops, do_resize=False, do_pad=False, return_tensors="pt")["pixel_values"]
+            if pad_h or pad_w:  # the same zero padding (in normalised space) as the processor's native mode
+                batch = F.pad(batch, (0, pad_w, 0, pad_h))
+            return self._post_process(self._forward(batch), [(tile_h, tile_w)] * len(chunk), do_resize=False)
+
+        if len(tiles) == 1:  # the image fits in one tile: exactly the native prediction
+            return predict_tiles(tiles)[0]
+        accumulated = np.zeros((height, width), dtype=np.float32)
+        total_weight = np.zeros((height, width), dtype=np.float32)
+        for start in range(0, len(tiles), self.batch_size):
+            chunk = tiles[start : start + self.batch_size]
+            for (iy, ix), probability in zip(chunk, predict_tiles(chunk), strict=True):
+                weight = np.outer(y_weights[iy], x_weights[ix]).astype(np.float32)
+                window = (slice(ys[iy], ys[iy] + tile_h), slice(xs[ix], xs[ix] + tile_w))
+                accumulated[window] += weight * probability
+                total_weight[window] += weight
+        return accumulated / total_weight
+
+
+def predict_probabilities(
+    model,
+    processor,
+    images,
+    mode: str = DEFAULT_MODE,
+    *,
+    tile_size: int = DEFAULT_TILE_SIZE,
+    tile_overlap: int = DEFAULT_TILE_OVERLAP,
+    batch_size: int = 1,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> list[np.ndarray]:
+    """Per-pixel manipulation probabilities at the original resolution of each image.
+
+    Args:
+        model: a ``SparseViTForManipulationLocalization`` (put in eval mode; moved/cast in place when ``device`` /
+            ``dtype`` are given).
+        processor: its ``SparseViTImageProcessor``.
+        images: a PIL image, a path, a uint8 NumPy array, or a list of them. Paths are read with
+            :func:`load_image` (EXIF orientation applied); PIL images are used as they are.
+        mode: ``"resize"`` (official, default), ``"native"`` or ``"tiled"`` (see the module docstring).
+        tile_size, tile_overlap, batch_size, max_pixels: see :class:`Predictor`.
+        device: e.g. ``"cpu"``, ``"cuda"``, ``"auto"``; ``None`` keeps the model where it is.
+        dtype: ``"fp32"``, ``"bf16"``, ``"fp16"`` or a ``torch.dtype``; ``None`` keeps the model's dtype.
+
+    Returns:
+        A list with one float32 NumPy array ``(height, width)`` in [0, 1] per image.
+
+    Raises:
+        ImageLoadError: a path could not be read. ImageSizeError: an image is smaller than 32 x 32 pixels, or
+        (native mode) has more than ``max_pixels`` pixels.
+    """
+    predictor = Predictor(
+        model,
+        processor,
+        mode,
+        tile_size=tile_size,
+        tile_overlap=tile_overlap,
+        batch_size=batch_size,
+        device=device,
+        dtype=dtype,
+        max_pixels=max_pixels,
+    )
+    return predictor.predict(images)
+
+
+def image_score(probability: np.ndarray) -> float:
+    """Image-level manipulation score: the maximum per-pixel probability (a common choice in the field)."""
+    return float(np.max(probability))
+
+
+def manipulated_fraction(probability: np.ndarray, threshold: float = 0.5) -> float:
+    """Fraction of pixels whose probability is strictly above ``threshold``."""
+    return float(np.mean(probability > threshold))
+
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_TILE_OVERLAP",
+    "DEFAULT_TILE_SIZE",
+    "IMAGE_EXTENSIONS",
+    "MIN_IMAGE_SIDE",
+    "MODES",
+    "ImageLoadError",
+    "ImageSizeError",
+    "ModelLoadError",
+    "Predictor",
+    "check_model_folder",
+    "image_score",
+    "load_image",
+    "load_model",
+    "manipulated_fraction",
+    "predict_probabilities",
+    "resolve_device",
+    "resolve_dtype",
+    "tile_starts",
+    "tile_weights",
+    "to_rgb",
+]
