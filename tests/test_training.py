@@ -1,0 +1,498 @@
+"""Training: `sparsevit_hf.training` (presets, optimiser groups, schedule, seeding, checkpoints, Hub pushes) and
+`examples/run_iml.py` end to end on tiny synthetic data (CPU, offline; the Hub is mocked at `HfApi`)."""
+
+import importlib.util
+import json
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sparsevit_hf import SparseViTConfig, SparseViTForManipulationLocalization, SparseViTImageProcessor
+from sparsevit_hf import training as T
+from sparsevit_hf.configuration_sparsevit import PUBLISHED_FUSED_BLOCKS, PUBLISHED_SPARSITY_RATES
+
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "examples" / "run_iml.py"
+
+# A run of a few seconds: tiny model, 64 px synthetic images, few of them.
+TINY = [
+    "--model_preset", "tiny",
+    "--image_size", "64",
+    "--train_data", "synthetic:train:num_images=12,size=64",
+    "--eval_data", "syn=synthetic:test:num_images=5,size=64",
+    "--per_device_train_batch_size", "4",
+    "--per_device_eval_batch_size", "2",
+    "--dataloader_num_workers", "0",
+    "--logging_steps", "1",
+    "--seed", "0",
+]
+
+
+def tiny_args(**overrides) -> list[str]:
+    """TINY with some options replaced (`train_data=...`); list-valued options extend, so they must not repeat."""
+    argv = list(TINY)
+    for key, value in overrides.items():
+        flag = f"--{key}"
+        if flag in argv:
+            argv[argv.index(flag) + 1] = str(value)
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("run_iml", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def run_iml():
+    """The script as a module, with accelerate's process-wide singletons reset around each in-process run."""
+    from accelerate.state import AcceleratorState, GradientState, PartialState
+
+    def reset():
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+        PartialState._reset_state()
+
+    reset()
+    yield load_script()
+    reset()
+
+
+@pytest.fixture
+def hub_mock(monkeypatch, tmp_path):
+    """Mock `HfApi.create_repo` / `HfApi.upload_folder`; uploads are copied (filtered as the Hub filters them) into
+    `uploads/<n>`. `fail` holds the 1-based upload numbers that raise; `fail_all` makes every upload raise."""
+    from huggingface_hub import HfApi, RepoUrl
+
+    from sparsevit_hf import hub
+
+    state = {"created": [], "uploads": [], "fail": set(), "fail_all": False, "root": tmp_path / "uploads"}
+
+    def create_repo(self, repo_id, *, private=None, exist_ok=False, repo_type=None, **kwargs):
+        state["created"].append({"repo_id": repo_id, "private": private, "exist_ok": exist_ok})
+        return RepoUrl(f"https://huggingface.co/{repo_id if '/' in repo_id else 'user/' + repo_id}")
+
+    def upload_folder(self, *, repo_id, folder_path, commit_message=None, ignore_patterns=None, allow_patterns=None, **kwargs):
+        number = len(state["uploads"]) + 1
+        target = state["root"] / str(number)
+        files = hub.files_to_upload(folder_path, ignore_patterns or [])
+        for name in files:
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(Path(folder_path) / name, target / name)
+        state["uploads"].append({"repo_id": repo_id, "message": commit_message, "files": files, "path": target})
+        if state["fail_all"] or number in state["fail"]:
+            raise ConnectionError(f"simulated network failure (upload {number})")
+        return "https://huggingface.co/commit/abc"
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    return state
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Library parts
+# ------------------------------------------------------------------------------------------------------------------
+def test_scaled_schedule_keeps_the_published_pattern():
+    rates, fused = T.scaled_sparsity_schedule(20, 7)
+    assert rates == [list(r) for r in PUBLISHED_SPARSITY_RATES]
+    assert fused == [list(b) for b in PUBLISHED_FUSED_BLOCKS]
+    assert T.scaled_sparsity_schedule(4, 2) == ([[8, 4, 2, 1], [2, 1]], [[0, 1, 2, 3], [0, 1]])
+    assert T.scaled_sparsity_schedule(8, 3) == ([[8, 8, 4, 4, 2, 2, 1, 1], [2, 2, 1]], [[1, 3, 5, 7], [1, 2]])
+
+
+def test_presets_build_working_models():
+    small = T.preset_config("small")
+    assert small.hidden_sizes == [32, 64, 128, 256] and small.depths == [1, 2, 4, 2]
+    assert small.attention_head_size == 32 and small.fusion_hidden_size == 256
+    model = SparseViTForManipulationLocalization(small).eval()
+    assert 2.5e6 < sum(p.numel() for p in model.parameters()) < 3.2e6
+    with torch.no_grad():
+        assert model(pixel_values=torch.randn(1, 3, 64, 64)).logits.shape == (1, 1, 4, 4)
+    assert T.preset_config("published").hidden_sizes == SparseViTConfig().hidden_sizes
+    assert T.preset_config("tiny", drop_path_rate=0.3).drop_path_rate == 0.3
+    with pytest.raises(ValueError, match="unknown model preset 'huge'"):
+        T.preset_config("huge")
+
+
+def test_parameter_groups_exclude_biases_norms_layer_scales_and_fusion_weights():
+    model = SparseViTForManipulationLocalization(T.preset_config("tiny"))
+    decay, no_decay = T.parameter_groups(model, 0.05)
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    names = {id(p): n for n, p in model.named_parameters()}
+    no_decay_names = {names[id(p)] for p in no_decay["params"]}
+    decay_names = {names[id(p)] for p in decay["params"]}
+    assert len(no_decay_names) + len(decay_names) == len(names)
+    for name in names.values():
+        expected_no_decay = (
+            name.endswith(".bias") or "norm" in name or "layer_scale" in name or name.endswith("fusion_weights")
+        )
+        assert (name in no_decay_names) == expected_no_decay, name
+    assert "fusion_head.fusion_weights" in no_decay_names
+    assert "sparsevit.stages.2.blocks.0.attention.qkv.weight" in decay_names
+
+
+def test_warmup_cosine_schedule():
+    schedule = T.WarmupCosineSchedule(base_lr=2e-4, min_lr=5e-7, warmup_steps=10, total_steps=110)
+    assert schedule.lr(0) == 0.0
+    assert schedule.lr(5) == pytest.approx(1e-4)
+    assert schedule.lr(10) == pytest.approx(2e-4)
+    assert schedule.lr(60) == pytest.approx(5e-7 + (2e-4 - 5e-7) / 2)
+    assert schedule.lr(110) == pytest.approx(5e-7)
+    lrs = [schedule.lr(step) for step in range(10, 111)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=2e-4)
+    scheduler = T.create_lr_scheduler(optimizer, 2e-4, 5e-7, warmup_steps=500, total_steps=20)  # warm-up capped
+    assert optimizer.param_groups[0]["lr"] == 0.0
+    for _ in range(19):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(2e-4)
+
+
+def test_sampler_and_augmentations_depend_only_on_seed_epoch_and_index():
+    sampler = T.EpochSampler([10], seed=3)
+    sampler.set_epoch(1)
+    first = list(sampler)
+    assert sorted(i for _, i in first) == list(range(10)) and {e for e, _ in first} == {1}
+    assert list(sampler) == first
+    sampler.set_epoch(2)
+    assert [i for _, i in sampler] != [i for _, i in first]
+    combined = T.EpochSampler([10, 3], per_dataset=4, seed=3)
+    assert len(list(combined)) == 8 and sum(i >= 10 for _, i in combined) == 4
+
+    from sparsevit_hf.synthetic import synthetic_dataset
+
+    dataset = T.IMLTrainingDataset(
+        synthetic_dataset("train", num_images=4, size=64), SparseViTImageProcessor(size={"height": 64, "width": 64}),
+        64, seed=5,
+    )
+    a, b = dataset[(1, 2)], dataset[(1, 2)]
+    assert a["pixel_values"].shape == (3, 64, 64) and a["labels"].shape == (64, 64)
+    torch.testing.assert_close(a["pixel_values"], b["pixel_values"], rtol=0, atol=0)
+    assert not torch.equal(dataset[(2, 2)]["pixel_values"], a["pixel_values"])
+    # Same items from DataLoader worker processes (the augmentation's automatic per-worker re-seed must not win).
+    keys = [(1, 2), (1, 0), (3, 1), (1, 2)]
+    loader = torch.utils.data.DataLoader(dataset, sampler=keys, batch_size=2, num_workers=2, collate_fn=T.collate_iml)
+    from_workers = torch.cat([batch["pixel_values"] for batch in loader])
+    torch.testing.assert_close(from_workers, torch.stack([dataset[k]["pixel_values"] for k in keys]), rtol=0, atol=0)
+
+
+def test_checkpoint_folders_incomplete_ones_are_never_resumed(tmp_path):
+    for step, complete in ((2, True), (4, True), (6, False)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if complete:
+            (folder / T.COMPLETE_MARKER).write_text("{}")
+    (tmp_path / "checkpoint-8.tmp").mkdir()  # a save killed before its rename
+    (tmp_path / "checkpoint-8.tmp" / T.COMPLETE_MARKER).write_text("{}")
+    assert [p.name for p in T.list_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-4"]
+    assert T.latest_checkpoint(tmp_path).name == "checkpoint-4"
+    assert T.resolve_checkpoint("latest", tmp_path).name == "checkpoint-4"
+    assert T.resolve_checkpoint("latest", tmp_path / "empty") is None
+    with pytest.raises(ValueError, match="incomplete"):
+        T.resolve_checkpoint(str(tmp_path / "checkpoint-6"), tmp_path)
+    deleted = T.rotate_checkpoints(tmp_path, 1)
+    assert [p.name for p in deleted] == ["checkpoint-2"] and T.latest_checkpoint(tmp_path).name == "checkpoint-4"
+
+
+def test_save_checkpoint_is_atomic_and_rotates(tmp_path, run_iml):
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=True)
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.AdamW(model.parameters())
+    model, optimizer = accelerator.prepare(model, optimizer)
+    (tmp_path / "checkpoint-9.tmp").mkdir()  # debris of a killed save
+    for step in (1, 2, 3):
+        progress = T.TrainingProgress(completed_steps=step, epoch=0, batches_in_epoch=step)
+        T.save_checkpoint(accelerator, tmp_path, progress, save_total_limit=2)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["checkpoint-2", "checkpoint-3"]
+    state = T.load_training_state(tmp_path / "checkpoint-3")
+    assert (state.completed_steps, state.batches_in_epoch) == (3, 3)
+    assert (tmp_path / "checkpoint-3" / "model.safetensors").is_file()
+
+
+def test_hub_pusher_survives_failures_and_reports_the_final_one(tmp_path):
+    folder = tmp_path / "out"
+    (folder / "checkpoint-1").mkdir(parents=True)
+    (folder / "checkpoint-1" / "optimizer.bin").write_text("x")
+    (folder / "model.safetensors").write_text("w")
+    calls = []
+
+    def upload(snapshot, message):
+        calls.append((message, sorted(p.relative_to(snapshot).as_posix() for p in Path(snapshot).rglob("*") if p.is_file())))
+        if message in ("first", "final"):
+            raise ConnectionError("offline")
+
+    pusher = T.HubPusher(upload, ignore_patterns=["checkpoint-*"])
+    pusher.push(folder, "first")
+    pusher.wait()
+    pusher.push(folder, "second")
+    error = pusher.finish(folder, "final")
+    assert isinstance(error, ConnectionError)
+    assert [c[0] for c in calls] == ["first", "second", "final"]
+    assert all(files == ["model.safetensors"] for _, files in calls)
+    assert len(pusher.failures) == 2 and pusher.successes == 1
+
+
+def test_option_parsers():
+    assert [p.name for p in T.parse_robustness(["jpeg:50,70", "blur:3", "noise:5.5"])] == [
+        "jpeg50", "jpeg70", "blur3", "noise5.5"
+    ]
+    for bad in ("jpeg:101", "blur:4", "noise:-1", "sharpen:3", "jpeg", "jpeg:x"):
+        with pytest.raises(ValueError):
+            T.parse_robustness([bad])
+    assert T.parse_eval_specs(["a=synthetic:test", "b=/data/x"]) == {"a": "synthetic:test", "b": "/data/x"}
+    for bad in (["synthetic:test"], ["=x"], ["a=x", "a=y"], ["a b=x"]):
+        with pytest.raises(ValueError):
+            T.parse_eval_specs(bad)
+    assert T.resolve_metric_name("pixel_f1", ["syn"]) == "syn/pixel_f1"
+    assert T.resolve_metric_name("a/loss", ["a", "b"]) == "a/loss"
+    with pytest.raises(ValueError, match="unknown metric"):
+        T.resolve_metric_name("a/f2", ["a"])
+    with pytest.raises(ValueError, match="several sets"):
+        T.resolve_metric_name("pixel_f1", ["a", "b"])
+    assert T.is_better(0.5, None, True) and not T.is_better(float("nan"), 0.1, True) and T.is_better(0.1, 0.2, False)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The script: argument checks
+# ------------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--train_data", "/no/such/dataset"], "no such file or folder"),
+        (["--eval_data", "/no/such/test.json"], "give each evaluation set a name"),
+        (["--eval_data", "casia=/no/such/CASIAv1"], "no such file or folder"),
+        (["--metric_for_best_model", "synthetic/pixel_f2"], "unknown metric 'pixel_f2'"),
+        (["--metric_for_best_model", "casia/pixel_f1"], "unknown evaluation set 'casia'"),
+        (["--per_device_train_batch_size", "0"], "must be positive"),
+        (["--gradient_accumulation_steps", "-1"], "must be positive"),
+        (["--model_preset", "huge"], "invalid choice: 'huge'"),
+        (["--image_size", "100"], "multiple of 32"),
+        (["--robustness", "jpeg:500"], "JPEG quality"),
+        (["--checkpointing_steps", "often"], "positive integer or 'epoch'"),
+        (["--uniformer_checkpoint", "/no/such/uniformer.pth"], "no such file"),
+        (["--official_reinit"], "only applies together with --uniformer_checkpoint"),
+        (["--hub_model_id", "me/model"], "need --push_to_hub"),
+        (["--synthetic_options", '{"no_such_option": 1}'], "--synthetic_options"),
+        (["--min_lr", "1", "--learning_rate", "0.1"], "must not exceed"),
+    ],
+)
+def test_bad_arguments_are_rejected_before_any_work(argv, message, run_iml, monkeypatch, capsys):
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started despite bad arguments")
+
+    monkeypatch.setattr(run_iml, "make_accelerator", no_work)
+    monkeypatch.setattr(run_iml, "load_training_data", no_work)
+    with pytest.raises(SystemExit) as exit_info:
+        run_iml.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_resuming_from_an_incomplete_checkpoint_is_rejected(run_iml, tmp_path, capsys):
+    (tmp_path / "checkpoint-4").mkdir()
+    with pytest.raises(SystemExit):
+        run_iml.main(["--output_dir", str(tmp_path), "--resume_from_checkpoint", str(tmp_path / "checkpoint-4")])
+    assert "incomplete" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The script: end to end
+# ------------------------------------------------------------------------------------------------------------------
+WITHOUT_PACKAGE = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    class NoSparseViT(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "sparsevit_hf":
+                raise ModuleNotFoundError("sparsevit_hf is not installed here")
+
+    sys.meta_path.insert(0, NoSparseViT())
+    sys.path = [p for p in sys.path if not p.rstrip("/").endswith("src")]
+    """
+)
+
+
+def test_run_writes_a_complete_model_folder_and_survives_a_failed_push(run_iml, hub_mock, tmp_path, caplog):
+    out = tmp_path / "run"
+    hub_mock["fail"] = {1}  # the first (background) push fails
+    code = run_iml.main(
+        TINY + [
+            "--output_dir", str(out), "--num_train_epochs", "2", "--checkpointing_steps", "epoch",
+            "--robustness", "jpeg:70", "--push_to_hub", "--hub_model_id", "me/sparsevit-test", "--hub_private_repo",
+        ]
+    )
+    assert code == 0
+    # Output folder: weights, config with auto_map, processor, code, card, results, log, checkpoints.
+    names = {p.name for p in out.iterdir()}
+    assert {
+        "model.safetensors", "config.json", "preprocessor_config.json", "configuration_sparsevit.py",
+        "modeling_sparsevit.py", "image_processing_sparsevit.py", "README.md", "all_results.json", "log.jsonl",
+        "example.jpg", "best_model", "checkpoint-3", "checkpoint-6",
+    } <= names
+    config = json.loads((out / "config.json").read_text())
+    assert config["auto_map"]["AutoModelForSemanticSegmentation"] == "modeling_sparsevit.SparseViTForManipulationLocalization"
+    assert json.loads((out / "preprocessor_config.json").read_text())["size"] == {"height": 64, "width": 64}
+    results = json.loads((out / "all_results.json").read_text())
+    assert results["train_steps"] == 6 and results["num_processes"] == 1
+    assert results["syn/num_images"] == 5 and 0.0 <= results["syn/pixel_f1"] <= 1.0
+    assert "syn@jpeg70/pixel_f1" in results and results["metric_for_best_model"] == "syn/pixel_f1"
+    assert results["baselines"]["syn"]["all_authentic"]["pixel_f1"] == 0.0
+    assert 0.0 < results["baselines"]["syn"]["all_manipulated"]["pixel_f1"] < 1.0
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log if "train_loss" in e] == [1, 2, 3, 4, 5, 6]
+    assert [e["step"] for e in log if "eval" in e] == [3, 6]
+    assert (out / "checkpoint-6" / T.COMPLETE_MARKER).is_file()
+
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(out / "README.md")
+    assert card.data.library_name == "transformers" and card.data.pipeline_tag == "image-segmentation"
+    evaluated = {(r.dataset_name, r.metric_type): r.metric_value for r in card.data.eval_results}
+    assert evaluated[("syn", "pixel_f1")] == pytest.approx(results["syn/pixel_f1"])
+    assert ("syn@jpeg70", "pixel_f1") in evaluated
+    assert "tiny" in card.text and "64 x 64" in card.text
+
+    # Hub: repository created before training; a push per evaluation and a final one; the failure was survived.
+    assert hub_mock["created"][0] == {"repo_id": "me/sparsevit-test", "private": True, "exist_ok": True}
+    messages = [u["message"] for u in hub_mock["uploads"]]
+    assert len(messages) == 3 and messages[-1] == "End of training" and "step 3" in messages[0]
+    assert any("Push to the Hub failed" in r.getMessage() for r in caplog.records)
+    final = hub_mock["uploads"][-1]
+    assert not any(f.startswith(("checkpoint-", "best_model", "log.jsonl", "runs/")) for f in final["files"])
+    assert {"model.safetensors", "README.md", "modeling_sparsevit.py", "example.jpg"} <= set(final["files"])
+
+    # What was uploaded loads with trust_remote_code where the package is not installed.
+    script = f"""
+        import torch
+        from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
+        folder = {str(final['path'])!r}
+        model = AutoModelForSemanticSegmentation.from_pretrained(folder, trust_remote_code=True).eval()
+        processor = AutoImageProcessor.from_pretrained(folder, trust_remote_code=True)
+        from PIL import Image
+        inputs = processor(Image.open(folder + "/example.jpg"), return_tensors="pt")
+        with torch.no_grad():
+            print(type(model).__module__, tuple(model(**inputs).logits.shape))
+    """
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules"), "PYTHONPATH": ""}
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_PACKAGE + textwrap.dedent(script)], capture_output=True, text=True, env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    module, shape = result.stdout.split(maxsplit=1)
+    assert not module.startswith("sparsevit_hf") and shape.strip() == "(1, 1, 4, 4)"
+
+
+def test_a_failed_final_push_exits_non_zero(run_iml, hub_mock, tmp_path, caplog):
+    hub_mock["fail_all"] = True
+    out = tmp_path / "run"
+    code = run_iml.main(
+        TINY + [
+            "--output_dir", str(out), "--max_train_steps", "2", "--eval_every_epochs", "0", "--push_to_hub",
+            "--with_tracking", "--report_to", "tensorboard",
+        ]
+    )
+    assert code == 1
+    assert (out / "model.safetensors").is_file()  # the model is kept locally
+    assert list((out / "runs").rglob("events.out.tfevents.*"))  # TensorBoard logs through accelerate's tracker
+    assert any("final push to the Hub" in r.getMessage() and "hf upload" in r.getMessage() for r in caplog.records)
+    assert hub_mock["created"][0]["repo_id"] == "run"
+
+
+class Preempted(Exception):
+    pass
+
+
+def test_resume_continues_exactly(run_iml, tmp_path, monkeypatch):
+    """N steps straight == N/2 steps, a crash, and a resume to N: same weights, same logged losses and metrics."""
+    argv = tiny_args(
+        train_data="synthetic:train:num_images=16,size=64", per_device_train_batch_size=2,
+        gradient_accumulation_steps=2, drop_path_rate=0.2, dataloader_num_workers=1, num_train_epochs=2,
+        learning_rate=1e-3, warmup_steps=2, checkpointing_steps=3,
+    )
+    straight = tmp_path / "straight"
+    assert run_iml.main(argv + ["--output_dir", str(straight)]) == 0
+
+    resumed = tmp_path / "resumed"
+    save_checkpoint = T.save_checkpoint
+
+    def save_then_crash(accelerator, output_dir, progress, *args, **kwargs):
+        path = save_checkpoint(accelerator, output_dir, progress, *args, **kwargs)
+        if progress.completed_steps == 3:
+            raise Preempted
+        return path
+
+    monkeypatch.setattr(T, "save_checkpoint", save_then_crash)
+    with pytest.raises(Preempted):
+        run_iml.main(argv + ["--output_dir", str(resumed)])
+    monkeypatch.setattr(T, "save_checkpoint", save_checkpoint)
+    assert not (resumed / "model.safetensors").exists()
+    (resumed / "checkpoint-5.tmp").mkdir()  # a later save that was killed half-way: ignored by `latest`
+
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    assert run_iml.main(argv + ["--output_dir", str(resumed), "--resume_from_checkpoint", "latest"]) == 0
+
+    expected, got = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert expected.keys() == got.keys()
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-6, msg=name)
+    log_a = (straight / "log.jsonl").read_text().splitlines()
+    log_b = (resumed / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in log_b] == [json.loads(line) for line in log_a]
+    # The straight run really moved: the weights are not the initial ones.
+    initial = SparseViTForManipulationLocalization(T.preset_config("tiny", drop_path_rate=0.2)).state_dict()
+    assert not torch.equal(initial["fusion_head.classifier.weight"], expected["fusion_head.classifier.weight"])
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_cpu_processes_train_evaluate_and_checkpoint(tmp_path):
+    """`accelerate launch --multi_gpu --num_processes 2 ... --cpu`: two gloo processes; each evaluation image is
+    counted exactly once although 5 images do not split evenly into 2 processes x batches of 2."""
+    out = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", str(_free_port()), str(SCRIPT),
+        *TINY, "--cpu", "--output_dir", str(out), "--max_train_steps", "2", "--checkpointing_steps", "2",
+    ]
+    env = {
+        **os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+    }
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=400, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    assert "2 process(es), distributed type DistributedType.MULTI_CPU" in result.stderr
+    results = json.loads((out / "all_results.json").read_text())
+    assert results["num_processes"] == 2 and results["train_steps"] == 2
+    assert results["syn/num_images"] == 5
+    checkpoint = out / "checkpoint-2"
+    assert {"random_states_0.pkl", "random_states_1.pkl", T.COMPLETE_MARKER} <= {p.name for p in checkpoint.iterdir()}
+    assert (out / "model.safetensors").is_file() and (out / "README.md").is_file()
