@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-
 logger = logging.getLogger("run_iml")
 
 SYNTHETIC_TRAIN = "synthetic:train"

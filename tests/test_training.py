@@ -3,7 +3,6 @@
 
 import importlib.util
 import json
-import math
 import os
 import shutil
 import socket
@@ -12,7 +11,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -20,7 +18,6 @@ from safetensors.torch import load_file
 from sparsevit_hf import SparseViTConfig, SparseViTForManipulationLocalization, SparseViTImageProcessor
 from sparsevit_hf import training as T
 from sparsevit_hf.configuration_sparsevit import PUBLISHED_FUSED_BLOCKS, PUBLISHED_SPARSITY_RATES
-
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "examples" / "run_iml.py"

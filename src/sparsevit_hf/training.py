@@ -38,7 +38,6 @@ from torch.nn import functional as F
 
 from .configuration_sparsevit import PUBLISHED_SPARSITY_RATES, SparseViTConfig
 
-
 logger = logging.getLogger(__name__)
 
 __all__ = [
