@@ -1,4 +1,7 @@
 import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -27,8 +30,53 @@ def tiny_config():
     )
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread, and OpenMP threads stall badly when the machine is busy."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture
 def shared_dir():
     if not SHARED.is_dir():
         pytest.skip(f"{SHARED} (the project's shared reference folder) is not present")
     return SHARED
+
+
+# Prepended to a script run in a fresh interpreter where `import sparsevit_hf` fails, as on a machine without the
+# package: what a saved folder needs must come from its own code files.
+WITHOUT_PACKAGE = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    class NoSparseViT(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "sparsevit_hf":
+                raise ModuleNotFoundError("sparsevit_hf is not installed here")
+
+    sys.meta_path.insert(0, NoSparseViT())
+    sys.path = [p for p in sys.path if not p.rstrip("/").endswith("src")]
+    """
+)
+
+
+def run_without_package(script: str, tmp_path) -> str:
+    """Run `script` offline in a fresh interpreter without the package; return its standard output."""
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "HF_MODULES_CACHE": str(tmp_path / "modules"),
+        "PYTHONPATH": "",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_PACKAGE + textwrap.dedent(script)],
+        capture_output=True, text=True, env=env, timeout=300, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout

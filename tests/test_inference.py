@@ -32,13 +32,7 @@ from sparsevit_hf.inference import (
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and OpenMP threads stall badly when the machine is busy."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from reference_sparsevit import official_shapes, random_official_state_dict, ref
 from torch.nn import functional as F
 
 from sparsevit_hf import SparseViTConfig, SparseViTForManipulationLocalization, SparseViTModel
-from sparsevit_hf.convert import ConversionReport, convert_official_state_dict, load_into_model
+from sparsevit_hf.convert import convert_official_state_dict, load_into_model
 
 PUBLISHED_PARAMETERS = 50_345_921
 # The official attention blocks' unused pos_embed (27 depthwise 3x3 convs) and the unused backbone norm1/norm2.

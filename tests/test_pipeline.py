@@ -2,10 +2,6 @@
 an interpreter where the package cannot be imported."""
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -13,54 +9,15 @@ import torch
 from PIL import Image
 from transformers import pipeline
 
+from conftest import run_without_package
+
 from sparsevit_hf import SparseViTForManipulationLocalization, SparseViTImageProcessor
 from sparsevit_hf.inference import predict_probabilities
 
 LABELS = {"authentic", "manipulated"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and OpenMP threads stall badly when the machine is busy."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-WITHOUT_PACKAGE = textwrap.dedent(
-    """
-    import importlib.abc, sys
-
-    class NoSparseViT(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] == "sparsevit_hf":
-                raise ModuleNotFoundError("sparsevit_hf is not installed here")
-
-    sys.meta_path.insert(0, NoSparseViT())
-    sys.path = [p for p in sys.path if not p.rstrip("/").endswith("src")]
-    """
-)
-
-
-def run_without_package(script: str, tmp_path) -> str:
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "OMP_NUM_THREADS": "1",
-        "HF_MODULES_CACHE": str(tmp_path / "modules"),
-        "PYTHONPATH": "",
-    }
-    result = subprocess.run(
-        [sys.executable, "-c", WITHOUT_PACKAGE + textwrap.dedent(script)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -1,42 +1,14 @@
 """A saved folder carries its own code: it loads with `trust_remote_code=True` where the package is not installed."""
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import torch
 from PIL import Image
 
+from conftest import run_without_package
+
 from sparsevit_hf import SparseViTForManipulationLocalization, SparseViTImageProcessor
-
-# Runs in a fresh interpreter where `import sparsevit_hf` fails, as on a machine without the package.
-WITHOUT_PACKAGE = textwrap.dedent(
-    """
-    import importlib.abc, sys
-
-    class NoSparseViT(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] == "sparsevit_hf":
-                raise ModuleNotFoundError("sparsevit_hf is not installed here")
-
-    sys.meta_path.insert(0, NoSparseViT())
-    sys.path = [p for p in sys.path if not p.rstrip("/").endswith("src")]
-    """
-)
-
-
-def run_without_package(script: str, tmp_path) -> str:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules"), "PYTHONPATH": ""}
-    result = subprocess.run(
-        [sys.executable, "-c", WITHOUT_PACKAGE + textwrap.dedent(script)],
-        capture_output=True, text=True, env=env, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
 
 def test_saved_folder_has_weights_configs_code_and_a_complete_auto_map(tiny_config, tmp_path):
     SparseViTForManipulationLocalization(tiny_config).save_pretrained(tmp_path)

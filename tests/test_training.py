@@ -8,12 +8,13 @@ import shutil
 import socket
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+
+from conftest import run_without_package
 
 from sparsevit_hf import SparseViTConfig, SparseViTForManipulationLocalization, SparseViTImageProcessor
 from sparsevit_hf import training as T
@@ -314,21 +315,6 @@ def test_resuming_from_an_incomplete_checkpoint_is_rejected(run_iml, tmp_path, c
 # ------------------------------------------------------------------------------------------------------------------
 # The script: end to end
 # ------------------------------------------------------------------------------------------------------------------
-WITHOUT_PACKAGE = textwrap.dedent(
-    """
-    import importlib.abc, sys
-
-    class NoSparseViT(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] == "sparsevit_hf":
-                raise ModuleNotFoundError("sparsevit_hf is not installed here")
-
-    sys.meta_path.insert(0, NoSparseViT())
-    sys.path = [p for p in sys.path if not p.rstrip("/").endswith("src")]
-    """
-)
-
-
 def test_run_writes_a_complete_model_folder_and_survives_a_failed_push(run_iml, hub_mock, tmp_path, caplog):
     out = tmp_path / "run"
     hub_mock["fail"] = {1}  # the first (background) push fails
@@ -390,13 +376,8 @@ def test_run_writes_a_complete_model_folder_and_survives_a_failed_push(run_iml, 
         with torch.no_grad():
             print(type(model).__module__, tuple(model(**inputs).logits.shape))
     """
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules"), "PYTHONPATH": ""}
-    result = subprocess.run(
-        [sys.executable, "-c", WITHOUT_PACKAGE + textwrap.dedent(script)], capture_output=True, text=True, env=env,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    module, shape = result.stdout.split(maxsplit=1)
+    stdout = run_without_package(script, tmp_path)
+    module, shape = stdout.split(maxsplit=1)
     assert not module.startswith("sparsevit_hf") and shape.strip() == "(1, 1, 4, 4)"
 
 
