@@ -1,10 +1,6 @@
 """Model card rendering/validation and pushing a folder as a Hub repository (at the huggingface_hub API boundary)."""
 
-import os
 import shutil
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +11,8 @@ from huggingface_hub.utils import filter_repo_objects
 from PIL import Image
 
 import sparsevit_hf.hub as hub
+from conftest import run_without_package
+
 from sparsevit_hf import SparseViTForManipulationLocalization, SparseViTImageProcessor
 from sparsevit_hf.hub import (
     OFFICIAL_HYPERPARAMETERS,
@@ -300,18 +298,8 @@ def test_what_would_be_uploaded_loads_with_remote_code_without_the_package(fake_
     with torch.no_grad():
         expected = model(**processor(image, return_tensors="pt")).logits
 
-    script = textwrap.dedent(
+    stdout = run_without_package(
         f"""
-        import importlib.abc, sys
-
-        class NoSparseViT(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] == "sparsevit_hf":
-                    raise ModuleNotFoundError("sparsevit_hf is not installed here")
-
-        sys.meta_path.insert(0, NoSparseViT())
-        sys.path = [p for p in sys.path if not p.rstrip("/").endswith("src")]
-
         import torch
         from PIL import Image
         from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
@@ -323,16 +311,8 @@ def test_what_would_be_uploaded_loads_with_remote_code_without_the_package(fake_
             logits = model(**processor(Image.open({str(tmp_path / "image.png")!r}), return_tensors="pt")).logits
         torch.save(logits, {str(tmp_path / "logits.pt")!r})
         print(type(model).__module__)
-        """
+        """,
+        tmp_path,
     )
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "OMP_NUM_THREADS": "1",
-        "HF_MODULES_CACHE": str(tmp_path / "modules"),
-        "PYTHONPATH": "",
-    }
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert not result.stdout.strip().startswith("sparsevit_hf")
+    assert not stdout.strip().startswith("sparsevit_hf")
     torch.testing.assert_close(torch.load(tmp_path / "logits.pt"), expected)
