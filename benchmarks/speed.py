@@ -312,7 +312,7 @@ def plan(args) -> list[dict]:
                 "size": 512,
                 "official_path": str(Path(args.official_path).resolve()),
                 "warmup": args.warmup,
-                "repeats": max(args.repeats, 5),
+                "repeats": max(2 * args.repeats, 5),  # cheap at 512, and the ratios are the point
                 **common,
             }
         )
@@ -529,8 +529,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="OMP_WAIT_POLICY of the measuring processes (default: inherited). On a CPU shared with "
                         "other busy processes, passive avoids spinning threads waiting for a descheduled peer")
     parser.add_argument("--timeout", type=float, default=1200, help="seconds per configuration")
-    parser.add_argument("--output", help="write every measurement as JSON to this file")
+    parser.add_argument("--output", help="write every measurement as JSON to this file (updated as the run goes)")
+    parser.add_argument("--tables-from", help="print the tables of a JSON file written by --output, and exit")
     args = parser.parse_args(argv)
+
+    if args.tables_from:
+        saved = json.loads(Path(args.tables_from).read_text())
+        print(tables(saved["results"], saved["machine"]))
+        return 0
 
     if args.child:
         spec = json.loads(args.child)
@@ -566,6 +572,8 @@ def main(argv: list[str] | None = None) -> int:
                        f"{median(result['ours_fp32_s']):.3f} s, ours bf16 {median(result['ours_bf16_s']):.3f} s, "
                        f"ours bf16 eager {median(result['ours_bf16_eager_s']):.3f} s")
         print(f"    {summary} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+        if args.output:  # after every configuration, so that an interrupted run keeps what it measured
+            Path(args.output).write_text(json.dumps({"machine": machine, "args": vars(args), "results": results}, indent=2))
     print(f"total {time.perf_counter() - started:.0f} s", file=sys.stderr)
     machine["load_average_at_end"] = os.getloadavg()
     print(tables(results, machine))

@@ -37,10 +37,19 @@ PERTURBATION_HELP = "jpeg:Q1,Q2 (quality 1-100), blur:K1,K2 (odd kernel >= 3), n
 # ------------------------------------------------------------------------------------------------------------------
 # Arguments
 # ------------------------------------------------------------------------------------------------------------------
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows real defaults only (not None / False, whose meaning the help text gives)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or "%(default)" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Train SparseViT (image manipulation localization) with Hugging Face Accelerate.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     model = parser.add_argument_group("model")
     model.add_argument(
@@ -88,25 +97,28 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--dataloader_num_workers", type=int, default=2, help="DataLoader worker processes per device")
 
     optim = parser.add_argument_group("optimisation (defaults: the official recipe)")
-    optim.add_argument("--learning_rate", type=float, default=2e-4)
+    optim.add_argument("--learning_rate", type=float, default=2e-4, help="AdamW learning rate after warm-up")
     optim.add_argument("--min_lr", type=float, default=5e-7, help="end of the cosine schedule")
-    optim.add_argument("--weight_decay", type=float, default=0.05)
-    optim.add_argument("--adam_beta1", type=float, default=0.9)
-    optim.add_argument("--adam_beta2", type=float, default=0.999)
-    optim.add_argument("--adam_epsilon", type=float, default=1e-8)
+    optim.add_argument(
+        "--weight_decay", type=float, default=0.05,
+        help="AdamW weight decay (none on biases, norms, layer scales and fusion weights)",
+    )
+    optim.add_argument("--adam_beta1", type=float, default=0.9, help="AdamW beta1")
+    optim.add_argument("--adam_beta2", type=float, default=0.999, help="AdamW beta2")
+    optim.add_argument("--adam_epsilon", type=float, default=1e-8, help="AdamW epsilon")
     optim.add_argument("--warmup_epochs", type=float, default=4.0, help="linear warm-up length in epochs")
     optim.add_argument("--warmup_steps", type=int, default=None, help="warm-up length in steps (overrides --warmup_epochs)")
-    optim.add_argument("--num_train_epochs", type=int, default=200)
+    optim.add_argument("--num_train_epochs", type=int, default=200, help="training epochs (unless --max_train_steps)")
     optim.add_argument("--max_train_steps", type=int, default=None, help="stop after this many optimisation steps (the schedule spans them)")
-    optim.add_argument("--per_device_train_batch_size", type=int, default=16)
-    optim.add_argument("--per_device_eval_batch_size", type=int, default=16)
-    optim.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    optim.add_argument("--per_device_train_batch_size", type=int, default=16, help="training batch per process")
+    optim.add_argument("--per_device_eval_batch_size", type=int, default=16, help="evaluation batch per process")
+    optim.add_argument("--gradient_accumulation_steps", type=int, default=1, help="batches per optimisation step")
     optim.add_argument("--max_grad_norm", type=float, default=None, help="clip gradients to this norm (default: no clipping)")
     optim.add_argument(
         "--mixed_precision", choices=("no", "fp16", "bf16"), default=None,
         help="default: the accelerate config / launcher setting",
     )
-    optim.add_argument("--seed", type=int, default=42)
+    optim.add_argument("--seed", type=int, default=42, help="seed of the model init, data order and augmentations")
     optim.add_argument(
         "--cpu", action="store_true",
         help="train on CPU (with `accelerate launch --multi_gpu --num_processes N` this runs N CPU processes on gloo)",
@@ -138,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     checkpoints = parser.add_argument_group("checkpoints and output")
-    checkpoints.add_argument("--output_dir", default="outputs/sparsevit-iml")
+    checkpoints.add_argument("--output_dir", default="outputs/sparsevit-iml", help="where everything is written")
     checkpoints.add_argument(
         "--checkpointing_steps", default=None,
         help="save a resumable checkpoint every N optimisation steps, or 'epoch' at the end of every epoch",

@@ -136,11 +136,16 @@ def eager_attention_forward(
     dropout: float = 0.0,
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Attention over the last two dimensions; any leading dimensions (batch, groups, heads) are batch dimensions."""
-    attn_weights = torch.matmul(query, key.transpose(-2, -1)) * scaling
+    """Attention over the last two dimensions; any leading dimensions (batch, groups, heads) are batch dimensions.
+
+    The scale goes on the queries (N x head_dim values) rather than on the scores (N x N), and the softmax runs in the
+    input dtype: torch's bf16/fp16 softmax kernels accumulate in fp32 already, so an fp32 copy of the scores would
+    only add two passes over the largest tensor of the block.
+    """
+    attn_weights = torch.matmul(query * scaling, key.transpose(-2, -1))
     if attention_mask is not None:
         attn_weights = attn_weights + attention_mask
-    attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    attn_weights = nn.functional.softmax(attn_weights, dim=-1)
     attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
     attn_output = torch.matmul(attn_weights, value).transpose(-3, -2).contiguous()
     return attn_output, attn_weights
