@@ -1,0 +1,83 @@
+"""The benchmark scripts run, count what the paper counts, and report every configuration they measured.
+
+Timings are not checked here (benchmarks are scripts that print tables, not timed tests); the counts and the
+shape of the reports are."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+BENCHMARKS = REPO / "benchmarks"
+
+
+def run_script(name: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / name), *args], capture_output=True, text=True, timeout=timeout, cwd=REPO
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def cost(tmp_path_factory):
+    output = tmp_path_factory.mktemp("cost") / "cost.json"
+    printed = run_script("cost.py", "--output", str(output)).stdout
+    return printed, {r["model"]: r for r in json.loads(output.read_text())["results"]}
+
+
+def test_cost_reproduces_the_papers_count_of_the_published_model(cost):
+    _, results = cost
+    published = results["SparseViT (published sparsity)"]
+    assert published["parameters"] == 50_245_697
+    assert round(published["macs"] / 1e9, 2) == 46.03
+    assert published["flops"] == 2 * published["macs"]
+    assert round(published["fvcore_style"] / 1e9, 1) == 46.2  # the paper's "46.2 GFLOPs" (fvcore counts MACs)
+
+
+def test_cost_shows_what_sparsity_saves_against_dense_attention_and_the_segformer_peers(cost):
+    printed, results = cost
+    sparse, dense = results["SparseViT (published sparsity)"], results["SparseViT, dense attention (all S = 1)"]
+    assert dense["parameters"] == sparse["parameters"]
+    assert round(1 - sparse["attention_macs"] / dense["attention_macs"], 2) == 0.66
+    assert dense["macs"] - sparse["macs"] == dense["attention_macs"] - sparse["attention_macs"]
+    assert {"SegFormer MiT-B2 (decoder 768, 1 label)", "SegFormer MiT-B5 (decoder 768, 1 label)"} <= set(results)
+    assert "| SparseViT (published sparsity) | 512 x 512 | 50.25 | 46.03 | 92.07 |" in printed
+    assert "sparsity saves 9.17 G MACs" in printed
+
+
+def test_speed_measures_every_planned_configuration_and_reprints_a_saved_run(tmp_path):
+    output = tmp_path / "speed.json"
+    args = ["--sizes", "64", "--dtypes", "fp32", "bf16", "--attn", "sdpa", "--no-compile", "--no-train",
+            "--warmup", "0", "--repeats", "1", "--min-repeats", "1", "--throughput-sizes", "64",
+            "--throughput-batch", "2", "--output", str(output)]
+    printed = run_script("speed.py", *args).stdout
+    saved = json.loads(output.read_text())
+    kinds = [r["kind"] for r in saved["results"]]
+    assert kinds == ["ceiling", "infer", "infer", "ceiling"]
+    assert not [r for r in saved["results"] if "error" in r]
+    fp32, bf16 = saved["results"][1:3]
+    assert (fp32["dtype"], bf16["dtype"]) == ("fp32", "bf16")
+    for result in (fp32, bf16):
+        # --repeats counts calls at 512 x 512 and scales with the pixel count: 64 calls at 64 x 64
+        assert len(result["latency_s"]) == 64 and result["throughput_img_s"] > 0 and result["latency_peak_mib"] >= 0
+    assert 0.9 < bf16["mask_agreement"] <= 1.0 and "mask_agreement" not in fp32
+    assert saved["results"][0]["matmul_fp32_gflops"] > 0 and float(saved["results"][0]["flops"]["64"]) > 0
+    assert "| 64 | bf16 weights | sdpa | no |" in printed
+    assert run_script("speed.py", "--tables-from", str(output)).stdout.strip() == printed.strip()
+
+
+def test_profile_groups_the_operator_time_and_lists_the_slowest_operators():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import profile_ops
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    wall, groups, ops = profile_ops.profile_forward(64, "fp32", "sdpa", warmup=1)
+    assert wall > 0 and ops == sorted(ops, key=lambda op: -op[2])
+    total = sum(groups.values())
+    assert groups["matrix products"] > 0 and groups["convolutions"] > 0 and groups["fused attention"] > 0
+    assert groups["layout"] < groups["matrix products"] + groups["convolutions"]
+    assert abs(sum(seconds for _, _, seconds, _ in ops) - total) < 1e-3 * max(total, 1e-3) + 1e-5
