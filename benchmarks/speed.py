@@ -154,7 +154,7 @@ def child_ceiling(spec: dict) -> dict:
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         a = torch.randn(n, n, device=device).to(dtype)
         b = torch.randn(n, n, device=device).to(dtype)
-        times = time_call(lambda: torch.mm(a, b), warmup=2, repeats=spec["repeats"], device=device)
+        times = time_call(lambda a=a, b=b: torch.mm(a, b), warmup=2, repeats=spec["repeats"], device=device)
         out[f"matmul_{name}_gflops"] = 2 * n**3 / median(times) / 1e9
     if spec.get("sizes"):
         out["flops"] = count_flops(spec["sizes"])

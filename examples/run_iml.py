@@ -468,30 +468,6 @@ def training_settings(args, accelerator, steps_per_epoch: int, total_steps: int,
     }
 
 
-#: Metrics listed in the model card's model-index, with their display names.
-CARD_METRICS = {
-    "pixel_f1": "Pixel F1",
-    "pixel_iou": "Pixel IoU",
-    "pixel_auc": "Pixel AUC",
-    "image_auc": "Image AUC",
-    "image_accuracy": "Image accuracy",
-}
-
-
-def card_eval_results(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """model-index entries for `hub.render_model_card`: one per evaluation set and defined metric."""
-    entries = []
-    for set_name, metrics in results.items():
-        for metric, display in CARD_METRICS.items():
-            value = metrics.get(metric)
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                entries.append(
-                    {"dataset": set_name, "dataset_type": set_name.lower(), "split": "test", "metric": metric,
-                     "metric_name": display, "value": float(value)}
-                )
-    return entries
-
-
 def _is_hub_id(spec: str) -> bool:
     return not (spec == "synthetic" or spec.startswith("synthetic:") or Path(spec).expanduser().exists()
                 or _looks_like_path(spec))
@@ -500,6 +476,8 @@ def _is_hub_id(spec: str) -> bool:
 def card_run_info(args, settings: dict[str, Any], results: dict[str, dict[str, Any]], num_parameters: int,
                   summary: dict[str, Any], example_image: str | None) -> dict[str, Any]:
     """The `hub.RunInfo` fields describing this run."""
+    from sparsevit_hf import hub
+
     parts = ", ".join(f"`{spec}`" for spec in args.train_data)
     sampling = (
         f"{args.samples_per_dataset or settings['samples_per_epoch'] // max(1, settings['num_parts'])} samples per part "
@@ -554,75 +532,11 @@ def card_run_info(args, settings: dict[str, Any], results: dict[str, dict[str, A
         "datasets": [spec for spec in args.train_data if _is_hub_id(spec)],
         "training_data": training_data,
         "hyperparameters": hyperparameters,
-        "eval_results": card_eval_results(results),
+        "eval_results": hub.card_eval_results(results),
         "num_parameters": f"{num_parameters / 1e6:.2f} M",
         "description": description,
         "example_image": example_image,
     }
-
-
-def write_model_card(output_dir: Path, run_info: dict[str, Any]) -> None:
-    """README.md of the output folder, rendered (and validated) by `sparsevit_hf.hub.render_model_card`."""
-    from sparsevit_hf import hub
-
-    card = hub.render_model_card(run_info)
-    tmp = output_dir / ".README.md.tmp"
-    tmp.write_text(str(card), encoding="utf-8")
-    os.replace(tmp, output_dir / "README.md")
-
-
-def write_example_image(output_dir: Path, size: int) -> str | None:
-    """`example.jpg` for the Hub widget: a held-out synthetic tampered image (scikit-image photographs, free to
-    publish, unlike images of the user's evaluation data)."""
-    try:
-        from sparsevit_hf.synthetic import generate_sample
-
-        for index in range(20):
-            image, mask, kind = generate_sample(index, split="test", size=size)
-            if kind != "authentic":
-                image.save(output_dir / "example.jpg", quality=95)
-                return "example.jpg"
-    except (ImportError, OSError, ValueError) as error:
-        logger.warning("No example image for the model card widget: %s", error)
-    return None
-
-
-def save_model_folder(accelerator, model, processor, output_dir: Path, state_dict=None) -> None:
-    """`save_pretrained` of model (config with auto_map, weights, code files) and processor, main process only."""
-    unwrapped = accelerator.unwrap_model(model)
-    if state_dict is None:
-        state_dict = accelerator.get_state_dict(model)
-    unwrapped.save_pretrained(
-        output_dir, is_main_process=accelerator.is_main_process, save_function=accelerator.save, state_dict=state_dict
-    )
-    if accelerator.is_main_process:
-        processor.save_pretrained(output_dir)
-
-
-def save_best_model(accelerator, model, processor, best_dir: Path, eval_results: dict[str, Any]) -> None:
-    """Replace `best_dir` atomically: write `best_model.tmp`, then swap it in (a crash leaves the old one intact)."""
-    import shutil
-
-    tmp = best_dir.with_name(f"{best_dir.name}.tmp")
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    save_model_folder(accelerator, model, processor, tmp)
-    if accelerator.is_main_process:
-        from sparsevit_hf.training import write_json_atomic
-
-        write_json_atomic(tmp / "eval_results.json", eval_results)
-        old = best_dir.with_name(f"{best_dir.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if best_dir.exists():
-            os.replace(best_dir, old)
-        os.replace(tmp, best_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
-
-
-def flatten_results(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    return {f"{name}/{key}": value for name, metrics in results.items() for key, value in metrics.items()}
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -659,6 +573,7 @@ def main(argv: list[str] | None = None) -> int:
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
+    from sparsevit_hf import hub
     from sparsevit_hf import training as T
 
     accelerator = make_accelerator(args)
@@ -696,8 +611,9 @@ def main(argv: list[str] | None = None) -> int:
         status = [None, args.hub_model_id]
         if accelerator.is_main_process:
             try:
-                pusher = create_hub_pusher(args)
-                status[1] = args.hub_model_id
+                status[1], pusher = T.create_hub_pusher(
+                    args.hub_model_id, args.hub_token, args.hub_private_repo, args.push_checkpoints
+                )
             except Exception as error:  # noqa: BLE001 - any failure: stop before training
                 status[0] = f"{type(error).__name__}: {error}"
         status = broadcast_object_list(status)
@@ -771,7 +687,7 @@ def main(argv: list[str] | None = None) -> int:
         num_parts=len(part_sizes), num_train_samples=len(train_dataset), samples_per_epoch=len(sampler),
         config={k: getattr(accelerator.unwrap_model(model).config, k) for k in ("hidden_sizes", "depths", "sparsity_rates")},
     )
-    example_image = write_example_image(output_dir, args.image_size) if accelerator.is_main_process else None
+    example_image = hub.write_widget_example(output_dir, args.image_size) if accelerator.is_main_process else None
 
     if args.with_tracking:
         accelerator.init_trackers(args.project_name, config={k: _scalar(v) for k, v in settings.items() if k != "config"})
@@ -785,7 +701,7 @@ def main(argv: list[str] | None = None) -> int:
         progress = T.load_training_state(resume_from)
     history_path = output_dir / "log.jsonl"
     if accelerator.is_main_process:
-        _write_history(history_path, progress.history)
+        T.write_history(history_path, progress.history)
 
     logger.info("***** Training *****")
     logger.info("  samples per epoch = %d, epochs = %d, steps per epoch = %d, total steps = %d, warm-up steps = %d",
@@ -806,7 +722,7 @@ def main(argv: list[str] | None = None) -> int:
     def record(entry: dict[str, Any]) -> None:
         progress.history.append(entry)
         if accelerator.is_main_process:
-            _write_history(history_path, progress.history)
+            T.write_history(history_path, progress.history)
 
     last_eval: dict[str, Any] = {"step": None, "results": {}}
     best_dir = output_dir / "best_model"
@@ -816,7 +732,7 @@ def main(argv: list[str] | None = None) -> int:
         step = progress.completed_steps
         last_eval.update(step=step, results=results)
         entry = {"epoch": epoch + 1, "step": step, "eval": results}
-        log = {f"eval/{k}": v for k, v in flatten_results(results).items() if not k.rpartition("/")[2].startswith("num_")}
+        log = {f"eval/{k}": v for k, v in T.flatten_results(results).items() if not k.rpartition("/")[2].startswith("num_")}
         summary = ", ".join(f"{name} pixel_f1 {r['pixel_f1']:.4f} loss {r['loss']:.4f}" for name, r in results.items())
         accelerator.print(f"epoch {epoch + 1} step {step}: {summary}")
         if args.metric_for_best_model is not None:
@@ -824,16 +740,16 @@ def main(argv: list[str] | None = None) -> int:
             value = results[set_name][metric]
             if T.is_better(value, progress.best_metric, args.greater_is_better):
                 progress.best_metric, progress.best_step = float(value), step
-                save_best_model(accelerator, model, processor, best_dir, {"step": step, "epoch": epoch + 1, "results": results})
+                T.save_best_model(accelerator, model, processor, best_dir, {"step": step, "epoch": epoch + 1, "results": results})
             entry["best_metric"], entry["best_step"] = progress.best_metric, progress.best_step
         record(entry)
         if args.with_tracking:
             accelerator.log(log, step=step)
         if args.push_to_hub and push:
-            save_model_folder(accelerator, model, processor, output_dir)
+            T.save_model_folder(accelerator, model, processor, output_dir)
             if accelerator.is_main_process:
                 summary = {"train_steps": step, "best_metric": progress.best_metric, "best_step": progress.best_step}
-                write_model_card(output_dir, card_run_info(args, settings, results, num_parameters, summary, example_image))
+                hub.write_model_card(output_dir, card_run_info(args, settings, results, num_parameters, summary, example_image))
                 pusher.push(output_dir, f"Training in progress: step {step}, epoch {epoch + 1}")
 
     def checkpoint(epoch: int, batches_in_epoch: int) -> None:
@@ -922,7 +838,7 @@ def main(argv: list[str] | None = None) -> int:
         final_results.update(run_evaluation(robust_sets))
         record({"step": progress.completed_steps, "robustness": {k: final_results[k] for k in robust_sets}})
 
-    save_model_folder(accelerator, model, processor, output_dir)
+    T.save_model_folder(accelerator, model, processor, output_dir)
     exit_code = 0
     if accelerator.is_main_process:
         baselines = {name: T.trivial_baselines(dataset, args.threshold, args.include_authentic)
@@ -942,7 +858,7 @@ def main(argv: list[str] | None = None) -> int:
             "best_step": progress.best_step,
             "metric_for_best_model": args.metric_for_best_model,
             "weights": "best" if args.load_best_model_at_end and progress.best_step is not None else "final",
-            **flatten_results(final_results),
+            **T.flatten_results(final_results),
             "baselines": {name: {kind: {k: v for k, v in m.items() if not k.startswith("num_")} for kind, m in b.items()}
                           for name, b in baselines.items()},
         }
@@ -950,7 +866,7 @@ def main(argv: list[str] | None = None) -> int:
         if train_losses:
             all_results["train_loss"] = train_losses[-1]
         T.write_json_atomic(output_dir / "all_results.json", all_results)
-        write_model_card(output_dir, card_run_info(args, settings, final_results, num_parameters, all_results, example_image))
+        hub.write_model_card(output_dir, card_run_info(args, settings, final_results, num_parameters, all_results, example_image))
         if pusher is not None:
             error = pusher.finish(output_dir, "End of training")
             if error is not None:
@@ -967,45 +883,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _scalar(value: Any) -> Any:
     return value if isinstance(value, (int, float, str, bool)) or value is None else json.dumps(value)
-
-
-def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        for entry in history:
-            handle.write(json.dumps(entry, default=float) + "\n")
-    os.replace(tmp, path)
-
-
-# ------------------------------------------------------------------------------------------------------------------
-# Hub
-# ------------------------------------------------------------------------------------------------------------------
-def create_hub_pusher(args):
-    """Create the repository now (a bad token or id fails before training) and return a `HubPusher` whose uploads
-    go through `sparsevit_hf.hub.push_to_hub` (model files only; checkpoints and logs too with --push_checkpoints)."""
-    from huggingface_hub import HfApi
-
-    from sparsevit_hf import hub
-    from sparsevit_hf.training import HubPusher
-
-    api = HfApi(token=args.hub_token)
-    repo_id = api.create_repo(args.hub_model_id, private=args.hub_private_repo, exist_ok=True, repo_type="model").repo_id
-    args.hub_model_id = repo_id
-
-    def upload(folder: str, message: str) -> None:
-        hub.push_to_hub(folder, repo_id, token=args.hub_token, private=args.hub_private_repo, commit_message=message)
-        if args.push_checkpoints:
-            api.upload_folder(
-                repo_id=repo_id, folder_path=folder, repo_type="model", commit_message=f"{message} (checkpoints, logs)",
-                allow_patterns=["checkpoint-*", "log.jsonl", "all_results.json", "runs/*"],
-                ignore_patterns=["*.tmp", ".*", "*/.*"],
-            )
-
-    ignore = list(hub.UPLOAD_IGNORE_PATTERNS) + ["best_model*", "*.old", "log.jsonl"]
-    if args.push_checkpoints:
-        ignore = [p for p in ignore if p not in ("checkpoint-*", "runs/*", "log.jsonl", "*optimizer.*", "*scheduler.*",
-                                                  "*scaler.*", "*rng_state*", "*.pt", "*.pth", "*.ckpt")]
-    return HubPusher(upload, ignore_patterns=ignore)
 
 
 if __name__ == "__main__":

@@ -126,6 +126,22 @@ def test_custom_template(tmp_path):
     assert card.text.strip() == "# b for a/b"
 
 
+def test_a_runs_metrics_become_one_model_index_entry_per_set_and_card_metric(tmp_path):
+    results = {
+        "CASIAv1": {"pixel_f1": 0.61, "pixel_auc": 0.9, "image_auc": float("nan"), "loss": 0.2, "num_images": 10},
+        "Columbia@jpeg75": {"pixel_f1": 0.4},
+    }
+    entries = hub.card_eval_results(results)
+    assert [(e["dataset"], e["metric"], e["value"]) for e in entries] == [
+        ("CASIAv1", "pixel_f1", 0.61), ("CASIAv1", "pixel_auc", 0.9), ("Columbia@jpeg75", "pixel_f1", 0.4)
+    ]  # undefined (NaN) values and metrics that are not card metrics are left out
+    card = hub.write_model_card(tmp_path, {**RUN, "eval_results": entries})
+    assert (tmp_path / "README.md").read_text(encoding="utf-8") == str(card)
+    assert not list(tmp_path.glob(".*"))  # no temporary file left behind
+    parsed = validate_model_card(str(card), [hub.to_eval_result(e) for e in entries])
+    assert len(parsed.data.eval_results) == 3
+
+
 def test_the_top_level_model_card_is_the_packaged_template():
     top_level = REPO / "model_card.md"
     if not top_level.is_file():

@@ -9,11 +9,15 @@
 - :func:`push_to_hub` uploads a ``save_pretrained`` folder as a complete Hub model repository (weights, configs,
   code files for ``trust_remote_code``, README.md, an example image for the widget), leaving out optimizer
   checkpoints and logs (:data:`UPLOAD_IGNORE_PATTERNS`).
+- :func:`card_eval_results`, :func:`write_model_card` and :func:`write_widget_example` are what a training run
+  (``examples/run_iml.py``) writes into its output folder before pushing it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -22,6 +26,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 
+logger = logging.getLogger(__name__)
 
 LIBRARY_NAME = "transformers"
 PIPELINE_TAG = "image-segmentation"
@@ -402,12 +407,66 @@ def push_to_hub(
     )
 
 
+#: Metrics of ``sparsevit_hf.metrics`` listed in a model card's ``model-index``, with their display names.
+CARD_METRICS = {
+    "pixel_f1": "Pixel F1",
+    "pixel_iou": "Pixel IoU",
+    "pixel_auc": "Pixel AUC",
+    "image_auc": "Image AUC",
+    "image_accuracy": "Image accuracy",
+}
+
+
+def card_eval_results(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """``model-index`` entries for :class:`RunInfo`: one per evaluation set (name -> metrics, as returned by
+    ``sparsevit_hf.training.evaluate``) and :data:`CARD_METRICS` metric with a finite value."""
+    entries = []
+    for set_name, metrics in results.items():
+        for metric, display in CARD_METRICS.items():
+            value = metrics.get(metric)
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                entries.append(
+                    {"dataset": set_name, "dataset_type": set_name.lower(), "split": "test", "metric": metric,
+                     "metric_name": display, "value": float(value)}
+                )
+    return entries
+
+
+def write_model_card(folder: str | os.PathLike, run_info: RunInfo | dict) -> ModelCard:
+    """Render :func:`render_model_card` into ``folder/README.md``, atomically (a reader never sees half a card)."""
+    card = render_model_card(run_info)
+    folder = Path(folder)
+    tmp = folder / ".README.md.tmp"
+    tmp.write_text(str(card), encoding="utf-8")
+    os.replace(tmp, folder / "README.md")
+    return card
+
+
+def write_widget_example(folder: str | os.PathLike, size: int) -> str | None:
+    """Save ``example.jpg`` for the Hub widget into ``folder`` and return its name: a held-out synthetic tampered
+    image (scikit-image's photographs, free to publish, unlike images of a user's evaluation data). Returns None,
+    with a warning, when the synthetic generator is not available (the ``train`` extra)."""
+    try:
+        from .synthetic import generate_sample
+
+        for index in range(20):
+            image, _, kind = generate_sample(index, split="test", size=size)
+            if kind != "authentic":
+                image.save(Path(folder) / f"{EXAMPLE_IMAGE_STEM}.jpg", quality=95)
+                return f"{EXAMPLE_IMAGE_STEM}.jpg"
+    except (ImportError, OSError, ValueError) as error:
+        logger.warning("No example image for the model card widget: %s", error)
+    return None
+
+
 __all__ = [
+    "CARD_METRICS",
     "CODE_FILES",
     "OFFICIAL_HYPERPARAMETERS",
     "REQUIRED_FILES",
     "UPLOAD_IGNORE_PATTERNS",
     "RunInfo",
+    "card_eval_results",
     "check_repo_folder",
     "default_template_path",
     "files_to_upload",
@@ -415,4 +474,6 @@ __all__ = [
     "render_model_card",
     "to_eval_result",
     "validate_model_card",
+    "write_model_card",
+    "write_widget_example",
 ]

@@ -1,6 +1,7 @@
 """Reusable parts of SparseViT training (`examples/run_iml.py`): model presets, optimiser parameter groups, the
 learning-rate schedule of the official recipe, reproducible data sets / samplers / collation, atomic checkpoints,
-the distributed evaluation loop, robustness perturbations, metric names and non-blocking Hub pushes.
+the distributed evaluation loop, robustness perturbations, metric names, the outputs of a run (model folders,
+the best model, the log) and non-blocking Hub pushes.
 
 Reproducibility contract (what makes `--resume_from_checkpoint` continue exactly):
 
@@ -72,7 +73,12 @@ __all__ = [
     "evaluate",
     "trivial_baselines",
     "HubPusher",
+    "create_hub_pusher",
     "write_json_atomic",
+    "write_history",
+    "save_model_folder",
+    "save_best_model",
+    "flatten_results",
 ]
 
 
@@ -730,6 +736,57 @@ def trivial_baselines(
 
 
 # ------------------------------------------------------------------------------------------------------------------
+# Outputs of a run
+# ------------------------------------------------------------------------------------------------------------------
+def save_model_folder(accelerator, model: nn.Module, processor, folder: str | os.PathLike, state_dict=None) -> None:
+    """`save_pretrained` of the (unwrapped) model, with its config, auto_map and code files, and of the processor.
+    Call it on every process: gathering a sharded state dict is collective; only the main process writes."""
+    unwrapped = accelerator.unwrap_model(model)
+    if state_dict is None:
+        state_dict = accelerator.get_state_dict(model)
+    unwrapped.save_pretrained(
+        folder, is_main_process=accelerator.is_main_process, save_function=accelerator.save, state_dict=state_dict
+    )
+    if accelerator.is_main_process:
+        processor.save_pretrained(folder)
+
+
+def save_best_model(accelerator, model: nn.Module, processor, folder: str | os.PathLike, eval_results: Any) -> None:
+    """Replace the model folder `folder` (with `eval_results.json`) atomically: write `<folder>.tmp`, then swap it
+    in, so that a crash at any moment leaves a complete best model. Call it on every process."""
+    folder = Path(folder)
+    tmp = folder.with_name(f"{folder.name}.tmp")
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    save_model_folder(accelerator, model, processor, tmp)
+    if accelerator.is_main_process:
+        write_json_atomic(tmp / "eval_results.json", eval_results)
+        old = folder.with_name(f"{folder.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def flatten_results(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """{set: {metric: value}} -> {"set/metric": value}, the keys of trackers and all_results.json."""
+    return {f"{name}/{key}": value for name, metrics in results.items() for key, value in metrics.items()}
+
+
+def write_history(path: str | os.PathLike, history: Iterable[Mapping[str, Any]]) -> None:
+    """Rewrite the JSON-lines log `path` (one entry per line) atomically."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        for entry in history:
+            handle.write(json.dumps(entry, default=float) + "\n")
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------------------------------------
 # Hub
 # ------------------------------------------------------------------------------------------------------------------
 class HubPusher:
@@ -823,3 +880,34 @@ class HubPusher:
             return error
         finally:
             shutil.rmtree(snapshot, ignore_errors=True)
+
+
+def create_hub_pusher(
+    repo_id: str, token: str | None = None, private: bool = False, push_checkpoints: bool = False
+) -> tuple[str, HubPusher]:
+    """Create the Hub model repository now (a bad token or id fails before training, not after it) and return its
+    full id with a `HubPusher` whose uploads go through `sparsevit_hf.hub.push_to_hub`: the model files only, or
+    with `push_checkpoints` also the resumable checkpoints, the log and the TensorBoard runs (a second commit)."""
+    from huggingface_hub import HfApi
+
+    from .hub import UPLOAD_IGNORE_PATTERNS, push_to_hub
+
+    api = HfApi(token=token)
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model").repo_id
+
+    def upload(folder: str, message: str) -> None:
+        push_to_hub(folder, repo_id, token=token, private=private, commit_message=message)
+        if push_checkpoints:
+            api.upload_folder(
+                repo_id=repo_id, folder_path=folder, repo_type="model", commit_message=f"{message} (checkpoints, logs)",
+                allow_patterns=["checkpoint-*", "log.jsonl", "all_results.json", "runs/*"],
+                ignore_patterns=["*.tmp", ".*", "*/.*"],
+            )
+
+    # A snapshot copies only what an upload may send: not what push_to_hub filters out, the best-model copy, swap
+    # leftovers or the log; with push_checkpoints it keeps the checkpoints, runs and log for the second upload.
+    ignore = list(UPLOAD_IGNORE_PATTERNS) + ["best_model*", "*.old", "log.jsonl"]
+    if push_checkpoints:
+        ignore = [p for p in ignore if p not in ("checkpoint-*", "runs/*", "log.jsonl", "*optimizer.*", "*scheduler.*",
+                                                  "*scaler.*", "*rng_state*", "*.pt", "*.pth", "*.ckpt")]
+    return repo_id, HubPusher(upload, ignore_patterns=ignore)
