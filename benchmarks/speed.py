@@ -453,7 +453,7 @@ def tables(results: list[dict], machine: dict) -> str:
                 fmt(latency),
                 fmt(median(r["latency_cpu_s"])) if r.get("latency_cpu_s") else "-",
                 gflops,
-                f"{r['throughput_img_s']:.2f} @ {r['throughput_batch']}" if r.get("throughput_s") else "-",
+                f"{r['throughput_img_s']:.3g} @ {r['throughput_batch']}" if r.get("throughput_s") else "-",
                 f"{r['latency_peak_mib']:.0f}",
                 f"{r['throughput_peak_mib']:.0f}" if r.get("throughput_s") else "-",
                 (f"{r['first_call_s']:.0f} (x{median(r['interleaved_compiled_s']) / median(r['interleaved_eager_s']):.2f}"
@@ -519,7 +519,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="timed calls at 512 (scaled down by pixel count)")
     parser.add_argument("--min-repeats", type=int, default=2)
     parser.add_argument("--throughput-batch", type=int, default=4, help="batch at 512 (halved per doubled side)")
-    parser.add_argument("--throughput-sizes", type=int, nargs="*", default=[512, 1024])
+    parser.add_argument("--throughput-sizes", type=int, nargs="*", default=None,
+                        help="sizes measured at a larger batch too (default: every size on a GPU; up to 1024 on a CPU, "
+                        "where a batch at 2048 takes minutes and gains nothing)")
     parser.add_argument("--train", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--train-batch", type=int, default=2)
     parser.add_argument("--train-repeats", type=int, default=3)
@@ -533,6 +535,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tables-from", help="print the tables of a JSON file written by --output, and exit")
     args = parser.parse_args(argv)
 
+    if args.throughput_sizes is None:
+        args.throughput_sizes = [s for s in args.sizes if args.device != "cpu" or s <= 1024]
     if args.tables_from:
         saved = json.loads(Path(args.tables_from).read_text())
         print(tables(saved["results"], saved["machine"]))
