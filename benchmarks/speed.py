@@ -521,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--throughput-batch", type=int, default=4, help="batch at 512 (halved per doubled side)")
     parser.add_argument("--throughput-sizes", type=int, nargs="*", default=None,
                         help="sizes measured at a larger batch too (default: every size on a GPU; up to 1024 on a CPU, "
-                        "where a batch at 2048 takes minutes and gains nothing)")
+                        "where a batch at 2048 takes minutes and was slower per image than batch 1)")
     parser.add_argument("--train", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--train-batch", type=int, default=2)
     parser.add_argument("--train-repeats", type=int, default=3)
