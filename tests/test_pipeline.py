@@ -64,9 +64,12 @@ def check_segments(segments, probability):
     assert union.all()
 
 
-def test_pipeline_with_the_package_installed(saved):
+def test_pipeline_with_the_package_installed(saved, monkeypatch):
     folder, images, paths, probabilities = saved
+    prompts = []
+    monkeypatch.setattr("builtins.input", lambda question="": prompts.append(question) or "n")
     segmenter = pipeline("image-segmentation", model=str(folder))
+    assert prompts == []  # the installed package's classes need no trust_remote_code question
     assert type(segmenter.model).__module__ == "sparsevit_hf.modeling_sparsevit"
     assert type(segmenter.image_processor).__name__ == "SparseViTImageProcessor"
 

@@ -11,6 +11,7 @@ from transformers import (
     AutoModel,
     AutoModelForSemanticSegmentation,
 )
+from transformers.models.auto.video_processing_auto import VIDEO_PROCESSOR_MAPPING
 
 from .configuration_sparsevit import SparseViTConfig
 from .image_processing_sparsevit import SparseViTImageProcessor
@@ -27,6 +28,10 @@ AutoConfig.register("sparsevit", SparseViTConfig, exist_ok=True)
 AutoModel.register(SparseViTConfig, SparseViTModel, exist_ok=True)
 AutoModelForSemanticSegmentation.register(SparseViTConfig, SparseViTForManipulationLocalization, exist_ok=True)
 AutoImageProcessor.register(SparseViTConfig, image_processor_classes={"pil": SparseViTImageProcessor}, exist_ok=True)
+# The image-segmentation pipeline also looks for a video processor. Finding none registered, transformers derives a
+# remote one from the image processor's auto_map and asks whether to trust the folder's code (waiting 15 s in an
+# interactive session). An empty entry states locally that SparseViT has no video processor for any backend.
+VIDEO_PROCESSOR_MAPPING.register(SparseViTConfig, {}, exist_ok=True)
 
 SparseViTConfig.register_for_auto_class()
 SparseViTModel.register_for_auto_class("AutoModel")
