@@ -7,7 +7,7 @@ depend only on Pillow and numpy:
 
 * :func:`jpeg_compress` -- encode to JPEG at ``quality`` with Pillow and decode again.
 * :func:`gaussian_blur` -- separable Gaussian filter with a ``kernel_size`` x
-  ``kernel_size`` kernel, sigma derived from the size like OpenCV's ``sigma=0`` rule,
+  ``kernel_size`` kernel, by default the one ``cv2.GaussianBlur(image, (k, k), 0)`` uses,
   reflect-101 borders (OpenCV's default ``BORDER_REFLECT_101``).
 * :func:`gaussian_noise` -- i.i.d. zero-mean Gaussian noise of standard deviation
   ``sigma`` (8-bit intensity units), seeded, then rounded and clipped to 0-255.
@@ -25,7 +25,14 @@ from typing import Optional, Union
 import numpy as np
 from PIL import Image
 
-__all__ = ["gaussian_blur", "gaussian_kernel_1d", "gaussian_noise", "jpeg_compress", "opencv_default_sigma"]
+__all__ = [
+    "OPENCV_SMALL_KERNELS",
+    "gaussian_blur",
+    "gaussian_kernel_1d",
+    "gaussian_noise",
+    "jpeg_compress",
+    "opencv_default_sigma",
+]
 
 
 def _check_image(image: object, name: str = "image") -> Image.Image:
@@ -72,15 +79,25 @@ def opencv_default_sigma(kernel_size: int) -> float:
     return 0.3 * ((kernel_size - 1) * 0.5 - 1) + 0.8
 
 
+# The kernels OpenCV uses for sizes 3, 5 and 7 when sigma is 0 (binomial-like tables, not the sigma formula).
+OPENCV_SMALL_KERNELS = {
+    3: (0.25, 0.5, 0.25),
+    5: (0.0625, 0.25, 0.375, 0.25, 0.0625),
+    7: (0.03125, 0.109375, 0.21875, 0.28125, 0.21875, 0.109375, 0.03125),
+}
+
+
 def gaussian_kernel_1d(kernel_size: int, sigma: Optional[float] = None) -> np.ndarray:
     """Normalised 1-D Gaussian weights of odd length ``kernel_size`` (float64, sums to 1).
 
-    ``sigma`` defaults to :func:`opencv_default_sigma`. (For kernel sizes 3, 5 and 7
-    with sigma 0, OpenCV itself uses fixed binomial-like tables instead of the formula,
-    so ``cv2.GaussianBlur`` differs slightly there; from 9 on it uses this formula.)
+    Without ``sigma``, the kernel ``cv2.GaussianBlur`` uses with sigma 0: the fixed tables
+    :data:`OPENCV_SMALL_KERNELS` for sizes 3, 5 and 7, the Gaussian of
+    :func:`opencv_default_sigma` from 9 on.
     """
     _check_kernel_size(kernel_size)
     if sigma is None:
+        if kernel_size in OPENCV_SMALL_KERNELS:
+            return np.array(OPENCV_SMALL_KERNELS[kernel_size], dtype=np.float64)
         sigma = opencv_default_sigma(kernel_size)
     _check_sigma(sigma, "sigma", allow_zero=False)
     offsets = np.arange(kernel_size, dtype=np.float64) - (kernel_size - 1) / 2.0
@@ -116,8 +133,8 @@ def _reflect101_indices(length: int, pad: int) -> np.ndarray:
 def gaussian_blur(image: Image.Image, kernel_size: int, sigma: Optional[float] = None) -> Image.Image:
     """Blur ``image`` with a ``kernel_size`` x ``kernel_size`` Gaussian.
 
-    ``kernel_size`` must be odd and >= 3 (robustness benchmarks use 3-23). ``sigma``
-    defaults to OpenCV's rule for sigma 0, ``0.3 * ((k - 1) * 0.5 - 1) + 0.8``. The
+    ``kernel_size`` must be odd and >= 3 (robustness benchmarks use 3-23). Without
+    ``sigma`` the kernel is OpenCV's for sigma 0 (see :func:`gaussian_kernel_1d`). The
     filter is separable (rows, then columns), computed in float64 with reflect-101
     borders (as OpenCV's default), rounded to the nearest integer and clipped to 0-255.
     """
