@@ -80,3 +80,28 @@ def run_without_package(script: str, tmp_path) -> str:
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+def predict_without_package(folder, image_path, tmp_path):
+    """Load `folder` with the Auto classes and `trust_remote_code=True` in an interpreter without the package and
+    predict `image_path`; return the logits and the (module, model, backbone, processor) names of what loaded."""
+    stdout = run_without_package(
+        f"""
+        import torch
+        from PIL import Image
+        from transformers import AutoImageProcessor, AutoModel, AutoModelForSemanticSegmentation
+
+        folder = {str(folder)!r}
+        model = AutoModelForSemanticSegmentation.from_pretrained(folder, trust_remote_code=True).eval()
+        backbone = AutoModel.from_pretrained(folder, trust_remote_code=True)
+        processor = AutoImageProcessor.from_pretrained(folder, trust_remote_code=True)
+        with torch.no_grad():
+            logits = model(**processor(Image.open({str(image_path)!r}), return_tensors="pt")).logits
+        torch.save(logits, {str(tmp_path / "logits.pt")!r})
+        print(type(model).__module__, type(model).__name__, type(backbone).__name__, type(processor).__name__)
+        """,
+        tmp_path,
+    )
+    import torch
+
+    return torch.load(tmp_path / "logits.pt"), stdout.split()

@@ -11,7 +11,7 @@ from huggingface_hub.utils import filter_repo_objects
 from PIL import Image
 
 import sparsevit_hf.hub as hub
-from conftest import run_without_package
+from conftest import predict_without_package
 
 from sparsevit_hf import SparseViTForManipulationLocalization, SparseViTImageProcessor
 from sparsevit_hf.hub import (
@@ -314,21 +314,6 @@ def test_what_would_be_uploaded_loads_with_remote_code_without_the_package(fake_
     with torch.no_grad():
         expected = model(**processor(image, return_tensors="pt")).logits
 
-    stdout = run_without_package(
-        f"""
-        import torch
-        from PIL import Image
-        from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
-
-        repo = {str(repo)!r}
-        model = AutoModelForSemanticSegmentation.from_pretrained(repo, trust_remote_code=True).eval()
-        processor = AutoImageProcessor.from_pretrained(repo, trust_remote_code=True)
-        with torch.no_grad():
-            logits = model(**processor(Image.open({str(tmp_path / "image.png")!r}), return_tensors="pt")).logits
-        torch.save(logits, {str(tmp_path / "logits.pt")!r})
-        print(type(model).__module__)
-        """,
-        tmp_path,
-    )
-    assert not stdout.strip().startswith("sparsevit_hf")
-    torch.testing.assert_close(torch.load(tmp_path / "logits.pt"), expected)
+    logits, (module, *_) = predict_without_package(repo, tmp_path / "image.png", tmp_path)
+    assert not module.startswith("sparsevit_hf")
+    torch.testing.assert_close(logits, expected)

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from conftest import run_without_package
+from conftest import predict_without_package
 
 from sparsevit_hf import SparseViTForManipulationLocalization, SparseViTImageProcessor
 
@@ -40,24 +40,7 @@ def test_auto_classes_load_the_folder_with_remote_code_and_reproduce_the_outputs
     with torch.no_grad():
         expected = model(**processor(image, return_tensors="pt")).logits
 
-    stdout = run_without_package(
-        f"""
-        import torch
-        from PIL import Image
-        from transformers import AutoImageProcessor, AutoModel, AutoModelForSemanticSegmentation
-
-        folder = {str(tmp_path / "model")!r}
-        model = AutoModelForSemanticSegmentation.from_pretrained(folder, trust_remote_code=True).eval()
-        backbone = AutoModel.from_pretrained(folder, trust_remote_code=True)
-        processor = AutoImageProcessor.from_pretrained(folder, trust_remote_code=True)
-        with torch.no_grad():
-            logits = model(**processor(Image.open({str(tmp_path / "image.png")!r}), return_tensors="pt")).logits
-        torch.save(logits, {str(tmp_path / "logits.pt")!r})
-        print(type(model).__module__, type(model).__name__, type(backbone).__name__, type(processor).__name__)
-        """,
-        tmp_path,
-    )
-    module, *names = stdout.split()
+    logits, (module, *names) = predict_without_package(tmp_path / "model", tmp_path / "image.png", tmp_path)
     assert not module.startswith("sparsevit_hf")
     assert names == ["SparseViTForManipulationLocalization", "SparseViTModel", "SparseViTImageProcessor"]
-    torch.testing.assert_close(torch.load(tmp_path / "logits.pt"), expected)
+    torch.testing.assert_close(logits, expected)

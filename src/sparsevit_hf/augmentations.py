@@ -65,6 +65,14 @@ def _mask_on_value(mask: np.ndarray) -> Any:
     return 255 if mask.size and mask.max() > 1 else 1
 
 
+def _mark_box(mask: np.ndarray, origin: tuple[int, int], box: tuple[int, int]) -> np.ndarray:
+    """A copy of ``mask`` with the box at ``origin`` marked tampered, in the mask's own convention."""
+    (y, x), (bh, bw) = origin, box
+    out = mask.copy()
+    out[y : y + bh, x : x + bw] = _mask_on_value(mask)
+    return out
+
+
 _CUSTOM: dict[str, type] = {}
 
 
@@ -116,10 +124,7 @@ def _custom_classes() -> dict[str, type]:
         def apply_to_mask(
             self, mask: np.ndarray, dst: tuple[int, int], box: tuple[int, int], **params: Any
         ) -> np.ndarray:
-            (dy, dx), (bh, bw) = dst, box
-            out = mask.copy()
-            out[dy : dy + bh, dx : dx + bw] = _mask_on_value(mask)
-            return out
+            return _mark_box(mask, dst, box)
 
         def get_transform_init_args_names(self) -> tuple[str, ...]:
             return ("size_range",)
@@ -151,10 +156,7 @@ def _custom_classes() -> dict[str, type]:
         def apply_to_mask(
             self, mask: np.ndarray, origin: tuple[int, int], box: tuple[int, int], **params: Any
         ) -> np.ndarray:
-            (y, x), (bh, bw) = origin, box
-            out = mask.copy()
-            out[y : y + bh, x : x + bw] = _mask_on_value(mask)
-            return out
+            return _mark_box(mask, origin, box)
 
         def get_transform_init_args_names(self) -> tuple[str, ...]:
             return ("size_range", "radius")

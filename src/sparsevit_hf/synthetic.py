@@ -297,6 +297,16 @@ def _composite(dst: np.ndarray, src: np.ndarray, alpha: np.ndarray) -> np.ndarra
     return out.astype(np.uint8)
 
 
+def _paste(pristine: np.ndarray, patch: np.ndarray, alpha: np.ndarray, y: int, x: int) -> tuple[np.ndarray, np.ndarray]:
+    """``pristine`` with ``patch`` blended in by ``alpha`` at (y, x), and the mask of the pixels it touched."""
+    ch, cw = alpha.shape
+    out = pristine.copy()
+    out[y : y + ch, x : x + cw] = _composite(pristine[y : y + ch, x : x + cw], np.ascontiguousarray(patch), alpha)
+    mask = np.zeros(pristine.shape[:2], dtype=bool)
+    mask[y : y + ch, x : x + cw] = alpha > 0
+    return out, mask
+
+
 def _points_on_ellipse(
     cx: float, cy: float, rx: float, ry: float, angle: float, n: int = 48
 ) -> list[tuple[float, float]]:
@@ -434,11 +444,7 @@ def _splice(
         patch = _add_noise(patch, _uniform(rng, 1.5, 4.0), rng)
     if rng.random() < 0.5:
         patch = _colour_shift(patch, rng)
-    out = pristine.copy()
-    out[y : y + ch, x : x + cw] = _composite(pristine[y : y + ch, x : x + cw], patch, alpha)
-    mask = np.zeros((size, size), dtype=bool)
-    mask[y : y + ch, x : x + cw] = alpha > 0
-    return out, mask
+    return _paste(pristine, patch, alpha, y, x)
 
 
 def _copy_move(
@@ -464,11 +470,7 @@ def _copy_move(
         patch = _add_noise(patch, _uniform(rng, 1.0, 3.0), rng)
     if rng.random() < 0.3:
         patch = _colour_shift(patch, rng)
-    out = pristine.copy()
-    out[y : y + ch, x : x + cw] = _composite(pristine[y : y + ch, x : x + cw], np.ascontiguousarray(patch), alpha)
-    mask = np.zeros((size, size), dtype=bool)
-    mask[y : y + ch, x : x + cw] = alpha > 0
-    return out, mask
+    return _paste(pristine, patch, alpha, y, x)
 
 
 def _removal(
