@@ -566,7 +566,17 @@ def make_accelerator(args):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    accelerator = make_accelerator(args)
+    try:
+        return train(args, accelerator)
+    finally:
+        # Tears down the process group on every exit path: a gloo group left to the interpreter's
+        # shutdown can abort the process ("terminate called without an active exception").
+        accelerator.end_training()
 
+
+def train(args, accelerator) -> int:
+    """Load the data and model, train, evaluate, save and push; returns the process exit status."""
     import datasets
     import torch
     import transformers
@@ -576,7 +586,6 @@ def main(argv: list[str] | None = None) -> int:
     from sparsevit_hf import hub
     from sparsevit_hf import training as T
 
-    accelerator = make_accelerator(args)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%H:%M:%S", level=logging.WARNING)
     logger.setLevel(logging.INFO)
     if accelerator.is_local_main_process:
@@ -875,8 +884,6 @@ def main(argv: list[str] | None = None) -> int:
                     "`hf upload %s %s`.", args.hub_model_id, error, output_dir, args.hub_model_id, output_dir,
                 )
                 exit_code = 1
-    if args.with_tracking:
-        accelerator.end_training()
     accelerator.wait_for_everyone()
     return exit_code
 

@@ -534,6 +534,8 @@ _DISTRIBUTED_SCRIPT = textwrap.dedent(
         }
         with open(f"{sys.argv[1]}.{rank}.json", "w") as f:
             json.dump(out, f)
+        # As run_iml.py does: a gloo group left to interpreter shutdown can abort the process.
+        accelerator.end_training()
     '''
 )
 
