@@ -305,6 +305,32 @@ def test_bad_arguments_are_rejected_before_any_work(argv, message, run_iml, monk
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "failure", [None, ValueError("unreadable data"), KeyboardInterrupt()], ids=["finished", "error-return", "interrupted"]
+)
+def test_every_exit_ends_the_accelerator(failure, run_iml, monkeypatch, tmp_path):
+    """`end_training` tears down the process group; a gloo group left to interpreter shutdown can abort the
+    process, so the script ends it after a normal run, an early error return and an exception alike."""
+    from accelerate import Accelerator
+
+    ended = []
+    monkeypatch.setattr(Accelerator, "end_training", lambda self: ended.append(self))
+    if failure is not None:
+        def load_fails(args):
+            raise failure
+
+        monkeypatch.setattr(run_iml, "load_training_data", load_fails)
+        argv = tiny_args(output_dir=tmp_path)
+    else:
+        argv = tiny_args(output_dir=tmp_path, max_train_steps=1)
+    if isinstance(failure, KeyboardInterrupt):
+        with pytest.raises(KeyboardInterrupt):
+            run_iml.main(argv)
+    else:
+        assert run_iml.main(argv) == (0 if failure is None else 2)
+    assert len(ended) == 1
+
+
 def test_resuming_from_an_incomplete_checkpoint_is_rejected(run_iml, tmp_path, capsys):
     (tmp_path / "checkpoint-4").mkdir()
     with pytest.raises(SystemExit):
