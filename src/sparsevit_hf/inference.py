@@ -243,7 +243,7 @@ def _looks_like_a_path(name: str) -> bool:
         from huggingface_hub.utils import validate_repo_id
 
         validate_repo_id(name)
-    except Exception:
+    except ValueError:  # HFValidationError: not a repository id, so a local path
         return True
     return False
 
