@@ -38,7 +38,8 @@ def reference(official, config, pixel_values):
 
 
 def test_official_names_and_shapes_generated_by_the_tests_match_the_published_checkpoint(shared_dir):
-    rows = list(csv.reader((shared_dir / "reference" / "official_state_dict_keys.tsv").read_text().splitlines(), delimiter="\t"))[1:]
+    table = (shared_dir / "reference" / "official_state_dict_keys.tsv").read_text()
+    rows = list(csv.reader(table.splitlines(), delimiter="\t"))[1:]
     published = {key: () if shape == "scalar" else tuple(map(int, shape.split("x"))) for key, shape, _ in rows}
     assert official_shapes([64, 128, 320, 512], [5, 8, 20, 7], (4, 2)) == published
 
