@@ -6,6 +6,7 @@ shape of the reports are."""
 import json
 import subprocess
 import sys
+from collections import Counter
 
 import pytest
 from conftest import REPO
@@ -81,3 +82,46 @@ def test_profile_groups_the_operator_time_and_lists_the_slowest_operators():
     assert groups["matrix products"] > 0 and groups["convolutions"] > 0 and groups["fused attention"] > 0
     assert groups["layout"] < groups["matrix products"] + groups["convolutions"]
     assert abs(sum(seconds for _, _, seconds, _ in ops) - total) < 1e-3 * max(total, 1e-3) + 1e-5
+
+
+def test_attention_kernels_time_every_shape_the_published_model_attends_in():
+    printed = run_script("attention_kernels.py", "--sizes", "512", "--dtypes", "bf16", "--repeats", "1").stdout
+    rows = [line.split(" | ")[:4] for line in printed.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    # (stage, rate S, blocks, groups x heads x tokens x head_dim): S^2 groups of a 32 x 32 (stage 3) or 16 x 16
+    # (stage 4) token map, 5 + 5 + 5 + 5 and 4 + 3 blocks as published.
+    assert rows == [
+        ["| 3", "8", "5", "64 x 5 x 16 x 64"],
+        ["| 3", "4", "5", "16 x 5 x 64 x 64"],
+        ["| 3", "2", "5", "4 x 5 x 256 x 64"],
+        ["| 3", "1", "5", "1 x 5 x 1024 x 64"],
+        ["| 4", "2", "4", "4 x 8 x 64 x 64"],
+        ["| 4", "1", "3", "1 x 8 x 256 x 64"],
+        ["| all", "", "27", "summed over the blocks"],
+    ]
+
+
+def test_attention_kernel_shapes_are_the_ones_the_model_runs(monkeypatch):
+    """The shapes the benchmark derives from the configuration are those the model's attention function receives,
+    padding included (at 320 x 320 the 20 x 20 stage-3 map is padded to 24 x 24 for S = 8)."""
+    import torch
+    from transformers import AttentionInterface
+
+    from sparsevit_hf import SparseViTConfig, SparseViTModel
+    from sparsevit_hf.modeling_sparsevit import eager_attention_forward
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from attention_kernels import attention_shapes
+
+    received = Counter()
+
+    def recording_attention(module, query, key, value, attention_mask, **kwargs):
+        received[tuple(query.shape)] += 1
+        return eager_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+    monkeypatch.setitem(AttentionInterface._global_mapping, "recording", recording_attention)
+    config = SparseViTConfig(attn_implementation="recording")
+    with torch.no_grad():
+        SparseViTModel(config).eval()(torch.zeros(1, 3, 320, 320))
+    shapes = attention_shapes(config, 320)
+    assert received == Counter({(s["groups"], s["heads"], s["tokens"], s["head_dim"]): s["blocks"] for s in shapes})
+    assert (64, 5, 9, 64) in received  # 20 x 20 padded to 24 x 24 for S = 8
