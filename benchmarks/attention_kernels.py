@@ -20,12 +20,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import torch  # noqa: E402
-from _common import DTYPES, machine_description, markdown_table, median, time_call  # noqa: E402
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS  # noqa: E402
+import torch
+from _common import DTYPES, machine_description, markdown_table, median, time_call
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-from sparsevit_hf import SparseViTConfig  # noqa: E402
-from sparsevit_hf.modeling_sparsevit import eager_attention_forward  # noqa: E402
+from sparsevit_hf import SparseViTConfig
+from sparsevit_hf.modeling_sparsevit import eager_attention_forward
 
 
 def attention_shapes(config: SparseViTConfig, size: int) -> list[dict]:
@@ -90,7 +90,10 @@ def main(argv: list[str] | None = None) -> int:
                          f"{totals['sdpa'] / totals['eager']:.2f}"])
             print(f"\n{size} x {size}, {dtype_name}, batch 1, medians of {args.repeats} interleaved calls\n")
             print(markdown_table(
-                ["stage", "rate S", "blocks", "groups x heads x tokens x head_dim", "sdpa ms", "eager ms", "sdpa / eager"],
+                [
+                    "stage", "rate S", "blocks", "groups x heads x tokens x head_dim",
+                    "sdpa ms", "eager ms", "sdpa / eager",
+                ],
                 rows,
             ))
     machine = machine_description("cpu")

@@ -4,11 +4,11 @@ import json
 
 import numpy as np
 import torch
+from conftest import predict_without_package
 from PIL import Image
 
-from conftest import predict_without_package
-
 from sparsevit_hf import SparseViTForManipulationLocalization, SparseViTImageProcessor
+
 
 def test_saved_folder_has_weights_configs_code_and_a_complete_auto_map(tiny_config, tmp_path):
     SparseViTForManipulationLocalization(tiny_config).save_pretrained(tmp_path)
