@@ -212,3 +212,36 @@ def test_protocol_errors():
         iml_metrics([TAMPERED_MAP], [TAMPERED_MASK], protocol="imdlbenco", labels=[2])
     with pytest.raises(ValueError, match="Got 2 labels for 1 predictions"):
         iml_metrics([TAMPERED_MAP], [TAMPERED_MASK], protocol="imdlbenco", labels=[1, 0])
+
+
+# ---------------------------------------------------------------------------
+# Threshold sweep
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol", ["exact", "imdlbenco"])
+def test_the_threshold_sweep_equals_iml_metrics_at_every_threshold(protocol):
+    from sparsevit_hf.evaluation.curves import DEFAULT_THRESHOLDS, ThresholdSweep
+
+    maps, masks = tenths_dataset(seed=2, n=8)
+    sweep = ThresholdSweep(protocol=protocol)
+    sweep.add_batch(maps[:5], masks[:5])
+    sweep.add_batch([torch.from_numpy(m.astype(np.float32)) for m in maps[5:]], masks[5:])
+    curve = sweep.compute()
+    assert curve["thresholds"] == list(DEFAULT_THRESHOLDS)
+    for threshold, f1, iou in zip(curve["thresholds"], curve["pixel_f1"], curve["pixel_iou"]):
+        expected = iml_metrics(maps, masks, threshold, protocol=protocol)
+        assert f1 == pytest.approx(expected["pixel_f1"], abs=1e-12), threshold
+        assert iou == pytest.approx(expected["pixel_iou"], abs=1e-12), threshold
+    assert curve["num_images"] == (8 if protocol == "imdlbenco" else sum(m.any() for m in masks))
+
+
+def test_the_threshold_sweep_refuses_unordered_thresholds_and_is_nan_without_images():
+    from sparsevit_hf.evaluation.curves import ThresholdSweep
+
+    with pytest.raises(ValueError, match="increasing"):
+        ThresholdSweep([0.5, 0.3])
+    with pytest.raises(ValueError, match="increasing"):
+        ThresholdSweep([0.5, 1.5])
+    curve = ThresholdSweep([0.3, 0.5]).compute()
+    assert all(math.isnan(v) for v in curve["pixel_f1"]) and curve["num_images"] == 0
