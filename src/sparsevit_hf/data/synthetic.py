@@ -633,7 +633,7 @@ def synthetic_dataset(
     """
     from datasets import Dataset, Value
 
-    from .loaders import iml_features
+    from .features import iml_features
 
     overrides: dict[str, Any] = dict(split=split, num_images=num_images, size=size, seed=seed)
     if authentic_fraction is not None:
