@@ -8,7 +8,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import datasets
 
 # Names of the `label` column's classes, as the model's `id2label` names them.
-LABEL_NAMES = ("authentic", "tampered")
+LABEL_NAMES = ("authentic", "manipulated")
 
 
 def iml_features() -> datasets.Features:

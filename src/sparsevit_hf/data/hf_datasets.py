@@ -69,7 +69,7 @@ def normalise_columns(
         if not values <= {0, 1}:
             raise IMLDatasetError(
                 f"label column {label_column!r} of data set {name} holds {sorted(values)}; "
-                "expected 0 (authentic) / 1 (tampered)"
+                "expected 0 (authentic) / 1 (manipulated)"
             )
         if ds.features["label"] != ClassLabel(names=list(LABEL_NAMES)):
             ds = ds.cast_column("label", ClassLabel(names=list(LABEL_NAMES)))

@@ -4,7 +4,7 @@ Every loader returns a data set with the same three columns (`sparsevit_hf.data.
 
 * `image` -- `datasets.Image` (decoded lazily, only when a row is read),
 * `mask` -- `datasets.Image`, or `None` for an authentic image,
-* `label` -- `datasets.ClassLabel` `["authentic", "tampered"]` (0 / 1).
+* `label` -- `datasets.ClassLabel` `["authentic", "manipulated"]` (0 / 1).
 
 The one entry point is `load_iml_dataset` (or `load_iml_bundle`, which also returns the sizes of the parts of a
 combined data set for balanced sampling). Accepted specs:
@@ -325,7 +325,7 @@ def load_iml_dataset(
             nothing is decoded now and a corrupt file raises `CorruptImageError` when read.
         image_column, mask_column, label_column: column names of a `datasets` data set
             (renamed to `image` / `mask` / `label`). Without a label column the label is
-            1 when the mask has any tampered pixel (this decodes every mask once).
+            1 when the mask has any manipulated pixel (this decodes every mask once).
         synthetic_options: extra keyword arguments for
             `sparsevit_hf.data.synthetic.synthetic_dataset`.
         cache_dir: `datasets` cache folder for `imagefolder` / Hub loading.
