@@ -160,7 +160,7 @@ def pil_to_array(image: Image.Image, name: str = "image") -> np.ndarray:
             return np.asarray(image).astype(np.uint16)
         if mode.startswith("I"):  # 32-bit (or signed 16-bit) integers: the values say whether they are 8 or 16 bit
             array = np.asarray(image).astype(np.int64)
-            low, high = int(array.min(initial=0)), int(array.max(initial=0))
+            low, high = _range(array)
             if low < 0 or high > 65535:
                 raise ImageDecodingError(
                     f"{name}: integer image (PIL mode {mode!r}) with values in [{low}, {high}]; only 8-bit (0-255) "
@@ -201,6 +201,11 @@ def channels_last(
     return np.moveaxis(array, 0, -1) if channels_first else array
 
 
+def _range(array: np.ndarray) -> tuple:
+    """`(min, max)` of an array, `(0, 0)` when it is empty."""
+    return (array.min().item(), array.max().item()) if array.size else (0, 0)
+
+
 def _check_channels(array: np.ndarray, name: str) -> np.ndarray:
     """An `(H, W, C)` view of an `(H, W)` or `(H, W, C)` array with 1, 3 or 4 channels."""
     array = array[..., None] if array.ndim == 2 else array
@@ -224,7 +229,7 @@ def canonical_pixels(array: np.ndarray, name: str = "image") -> np.ndarray:
     if dtype == np.uint16:
         return array.astype(np.float32) / np.float32(65535.0)
     if np.issubdtype(dtype, np.integer):
-        low, high = int(array.min(initial=0)), int(array.max(initial=0))
+        low, high = _range(array)
         if low < 0 or high > 255:
             raise ImageDecodingError(
                 f"{name} has integer dtype {dtype} with values in [{low}, {high}]; pass 8-bit data as uint8 (0-255) "
@@ -234,7 +239,7 @@ def canonical_pixels(array: np.ndarray, name: str = "image") -> np.ndarray:
     if np.issubdtype(dtype, np.floating):
         if not np.isfinite(array).all():
             raise ImageDecodingError(f"{name} contains non-finite pixel values (NaN or inf).")
-        low, high = float(array.min(initial=0.0)), float(array.max(initial=0.0))
+        low, high = _range(array)
         if low < -_FLOAT_TOLERANCE or high > 1.0 + _FLOAT_TOLERANCE:
             raise ImageDecodingError(
                 f"{name} is a float image with values in [{low:g}, {high:g}]; float images must be in [0, 1] "
@@ -265,17 +270,17 @@ def array_to_mask(array: np.ndarray, name: str = "mask") -> np.ndarray:
     half of full scale (see the module docstring; bool and 0/1 integer masks have full scale 1)."""
     array = _check_channels(np.asarray(array), name)
     array = array[..., :3] if array.shape[-1] == 4 else array
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        raise ImageDecodingError(f"{name} contains non-finite values (NaN or inf).")
+    low, high = _range(array)
     if np.issubdtype(array.dtype, np.floating):
-        if not np.isfinite(array).all():
-            raise ImageDecodingError(f"{name} contains non-finite values (NaN or inf).")
-        low, high = float(array.min(initial=0.0)), float(array.max(initial=0.0))
         if low < 0.0 or high > 1.0:
             raise ImageDecodingError(
                 f"{name} is a float mask with values in [{low:g}, {high:g}]; float masks must be in [0, 1] (pass "
                 "8-bit masks as uint8)."
             )
         full_scale = 1.0
-    elif array.dtype == np.bool_ or 0 <= array.min(initial=0) <= array.max(initial=0) <= 1:
+    elif array.dtype == np.bool_ or (np.issubdtype(array.dtype, np.integer) and 0 <= low and high <= 1):
         full_scale = 1.0  # a 0/1 label map
     elif array.dtype == np.uint16:
         full_scale = 65535.0
