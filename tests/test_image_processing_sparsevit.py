@@ -7,6 +7,7 @@ computation (Pillow resize + NumPy arithmetic, torch interpolate) rather than ag
 import ast
 import importlib
 import json
+import logging
 import sys
 import types
 from pathlib import Path
@@ -472,6 +473,18 @@ def test_8_bit_zero_one_masks_are_read_as_label_maps(native_processor):
     assert _labels(native_processor, image, zero_one.astype(bool)).sum() == 8 * 32
 
 
+def test_zero_one_masks_are_label_maps_and_the_documentation_promises_no_warning(native_processor, caplog):
+    # The docstring used to say that a warning is logged for 0/1 masks; none ever was, and none is needed.
+    zero_one = np.zeros((32, 32), dtype=np.uint8)
+    zero_one[:8] = 1
+    with caplog.at_level(logging.DEBUG):
+        labels = _labels(native_processor, np.zeros((32, 32, 3), np.uint8), zero_one)
+    assert labels.sum() == 8 * 32 and not caplog.records
+    documentation = " ".join(SparseViTImageProcessor.__doc__.split())
+    assert "warning" not in documentation.lower()
+    assert "integer masks holding only 0 and 1 are label maps" in documentation
+
+
 def test_missing_mask_means_authentic(processor, native_processor):
     mask = np.full((40, 50), 255, dtype=np.uint8)
     labels = _labels(processor, [RGB, RGB], [None, mask])
@@ -623,6 +636,35 @@ def test_post_process_native_mode_crops_the_top_left_target_region(native_proces
             torch.testing.assert_close(results[index].probabilities, reference[index, :height, :width])
     with pytest.raises(ValueError, match="Logits of 4x6 cannot cover a model input of 96x96"):
         native_processor.post_process_semantic_segmentation(outputs, target_sizes=[(33, 70), (65, 96)])
+
+
+@pytest.mark.parametrize("stride", [8, 16, 32])
+def test_post_process_follows_the_logits_stride_of_the_model(native_processor, processor, stride):
+    # Other patch sizes give other strides (8 with patch sizes [2, 2, 2, 2]); nothing assumes 16. With a constant 16,
+    # native mode at stride 8 cropped the top-left quarter of the map: the right half came out about 0.5, not 1.
+    rgb = np.zeros((64, 96, 3), dtype=np.uint8)
+    rgb[:, 48:] = 255  # the right half is "manipulated" for a model that calls bright pixels manipulated
+    for proc in (processor, native_processor):
+        pixel_values = proc(rgb, return_tensors="pt")["pixel_values"]
+        logits = 20 * F.avg_pool2d(pixel_values[:, :1], stride)
+        [result] = proc.post_process_semantic_segmentation(logits, [(64, 96)], return_probabilities=True)
+        assert result.probabilities.shape == (64, 96)
+        probability = result.probabilities
+        assert probability[:, 48 + stride :].min() > 0.99 and probability[:, : 48 - stride].max() < 0.01
+    # Native mode maps the logits onto the padded input exactly: stride x the logits, cropped to the image.
+    pixel_values = native_processor([random_rgb(33, 70), rgb], return_tensors="pt")["pixel_values"]  # 64 x 96
+    logits = torch.randn(2, 1, 64 // stride, 96 // stride)
+    results = native_processor.post_process_semantic_segmentation(
+        logits, target_sizes=[(33, 70), (64, 96)], return_probabilities=True
+    )
+    expected = torch.sigmoid(F.interpolate(logits, size=pixel_values.shape[-2:], mode="bilinear"))[:, 0]
+    torch.testing.assert_close(results[0].probabilities, expected[0, :33, :70])
+    torch.testing.assert_close(results[1].probabilities, expected[1])
+
+
+def test_native_post_processing_needs_the_target_sizes(native_processor):
+    with pytest.raises(ValueError, match="target_sizes"):
+        native_processor.post_process_semantic_segmentation(torch.zeros(1, 1, 4, 4))
 
 
 def test_post_process_native_round_trip_shapes(native_processor):
