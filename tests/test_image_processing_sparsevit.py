@@ -214,6 +214,15 @@ def test_without_padding_native_images_keep_their_size():
         processor([random_rgb(33, 70), random_rgb(40, 40)], return_tensors="pt")
 
 
+def test_option_errors_name_the_option():
+    with pytest.raises(ValueError, match=r"`size` \(16x64\) is below the minimum of 32x32"):
+        SparseViTImageProcessor(size={"height": 16, "width": 64})(random_rgb(40, 40))
+    with pytest.raises(ValueError, match="`size_divisor` must be a positive integer"):
+        SparseViTImageProcessor(do_resize=False)(random_rgb(40, 40), size_divisor=0)
+    with pytest.raises(ValueError, match="does not center crop"):
+        SparseViTImageProcessor()(random_rgb(40, 40), do_center_crop=True, crop_size={"height": 32, "width": 32})
+
+
 def test_resize_size_must_be_a_multiple_of_the_divisor_when_padding():
     with pytest.raises(ValueError, match="multiple of `size_divisor`"):
         SparseViTImageProcessor(size={"height": 500, "width": 500})(random_rgb(40, 40))

@@ -37,7 +37,6 @@ from transformers.processing_utils import ImagesKwargs, Unpack
 from transformers.utils import is_torch_available
 
 from .image_decoding_sparsevit import (
-    ImageDecodingError,
     array_to_mask,
     canonical_pixels,
     channels_last,
@@ -149,9 +148,6 @@ class SparseViTImageProcessor(PilBackend):
     do_pad = True
     size_divisor = 32
 
-    def __init__(self, **kwargs: Unpack[SparseViTImageProcessorKwargs]):
-        super().__init__(**kwargs)
-
     def preprocess(self, images, segmentation_maps=None, **kwargs: Unpack[SparseViTImageProcessorKwargs]):
         r"""
         Preprocess images (see the class docstring for the accepted forms) and, optionally, their masks
@@ -168,40 +164,30 @@ class SparseViTImageProcessor(PilBackend):
 
     def _validate_preprocess_kwargs(self, **kwargs):
         super()._validate_preprocess_kwargs(**kwargs)
-        size, size_divisor, pad_size = kwargs.get("size"), kwargs.get("size_divisor"), kwargs.get("pad_size")
+        size, divisor, pad_size = kwargs.get("size"), kwargs.get("size_divisor"), kwargs.get("pad_size")
         if kwargs.get("do_center_crop"):
             raise ValueError("SparseViTImageProcessor does not center crop; set `do_center_crop=False`.")
-        if size_divisor is not None and (
-            isinstance(size_divisor, bool) or not isinstance(size_divisor, int) or size_divisor < 1
-        ):
-            raise ValueError(f"`size_divisor` must be a positive integer or None, got {size_divisor!r}.")
+        if divisor is not None and (isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 1):
+            raise ValueError(f"`size_divisor` must be a positive integer or None, got {divisor!r}.")
         if kwargs.get("do_resize"):
             if size is None or not size.height or not size.width:
-                raise ValueError(
-                    f"`size` must be a dictionary with 'height' and 'width' (the model input size), got {size}."
-                )
+                raise ValueError(f"`size` must be a dictionary with 'height' and 'width', got {size}.")
             if size.height < MIN_IMAGE_SIZE or size.width < MIN_IMAGE_SIZE:
+                minimum = f"{MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE}"
+                raise ValueError(f"`size` ({size.height}x{size.width}) is below the minimum of {minimum} pixels.")
+            if kwargs.get("do_pad") and divisor and (size.height % divisor or size.width % divisor):
                 raise ValueError(
-                    f"`size` ({size.height}x{size.width}) is smaller than the minimum of "
-                    f"{MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} pixels."
-                )
-            if kwargs.get("do_pad") and size_divisor and (size.height % size_divisor or size.width % size_divisor):
-                raise ValueError(
-                    f"`size` ({size.height}x{size.width}) must be a multiple of `size_divisor` ({size_divisor}) "
-                    "when `do_pad=True`: padding a resized image would shift the mapping back to the original size."
+                    f"`size` ({size.height}x{size.width}) must be a multiple of `size_divisor` ({divisor}) when "
+                    "`do_pad=True`: padding a resized image would shift the mapping back to the original size."
                 )
         if kwargs.get("do_pad") and pad_size is not None:
             if not pad_size.height or not pad_size.width:
                 raise ValueError(f"`pad_size` must have 'height' and 'width', got {pad_size}.")
-            if size_divisor and (pad_size.height % size_divisor or pad_size.width % size_divisor):
+            if divisor and (pad_size.height % divisor or pad_size.width % divisor):
                 raise ValueError(
-                    f"`pad_size` ({pad_size.height}x{pad_size.width}) must be a multiple of `size_divisor` "
-                    f"({size_divisor})."
+                    f"`pad_size` ({pad_size.height}x{pad_size.width}) must be a multiple of `size_divisor` ({divisor})."
                 )
 
-    # ------------------------------------------------------------------------------------------------------------
-    # Preprocessing
-    # ------------------------------------------------------------------------------------------------------------
     def _preprocess_image_like_inputs(
         self, images, segmentation_maps=None, do_convert_rgb=True, input_data_format=None, return_tensors=None, **kwargs
     ) -> BatchFeature:
@@ -289,15 +275,12 @@ class SparseViTImageProcessor(PilBackend):
         channels = [Image.fromarray(np.ascontiguousarray(channel, dtype=dtype)) for channel in image]
         return np.stack([np.asarray(c.resize((size.width, size.height), resample=resample)) for c in channels])
 
-    # ------------------------------------------------------------------------------------------------------------
-    # Input conversion
-    # ------------------------------------------------------------------------------------------------------------
     def _image_to_array(self, image, what: str, do_convert_rgb: bool, input_data_format) -> np.ndarray:
         """One image as channels-first `uint8`, or `float32` in [0, 1] for 16-bit/float/bool arrays."""
         if isinstance(image, (str, os.PathLike, Image.Image)):
             array = to_8_bit(_decoded(image, what), what)  # files and PIL images: the decoder's 8-bit pixels
         else:
-            array = _checked(canonical_pixels, _channels_last(image, what, input_data_format), what)
+            array = canonical_pixels(_channels_last(image, what, input_data_format), what)
         array = array[..., None] if array.ndim == 2 else array
         if do_convert_rgb:
             if array.shape[-1] not in _CHANNEL_COUNTS:
@@ -314,12 +297,9 @@ class SparseViTImageProcessor(PilBackend):
     def _mask(mask, what: str, input_data_format) -> np.ndarray:
         """Binarise one mask the official way (the decoder's rule); returns a boolean `(H, W)` array."""
         if isinstance(mask, (str, os.PathLike, Image.Image)):
-            return _checked(array_to_mask, _decoded(mask, what), what)
-        return _checked(array_to_mask, _channels_last(mask, what, input_data_format), what)
+            return array_to_mask(_decoded(mask, what), what)
+        return array_to_mask(_channels_last(mask, what, input_data_format), what)
 
-    # ------------------------------------------------------------------------------------------------------------
-    # Post-processing
-    # ------------------------------------------------------------------------------------------------------------
     def post_process_semantic_segmentation(
         self,
         outputs,
@@ -419,28 +399,15 @@ class SparseViTImageProcessor(PilBackend):
         ]
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Helpers
-# ----------------------------------------------------------------------------------------------------------------
 def _is_torch_tensor(value) -> bool:
     return is_torch_available() and isinstance(value, torch.Tensor)
 
 
-def _checked(function, array: np.ndarray, what: str):
-    """`function(array, what)`, its decoding errors re-raised as the plain `ValueError` of this processor."""
-    try:
-        return function(array, what)
-    except ImageDecodingError as error:
-        raise ValueError(str(error)) from error
-
-
 def _decoded(image, what: str) -> np.ndarray:
-    """Pixels of a file or PIL image by the package's decoder (upright, alpha dropped, at their own depth)."""
-    name = os.fspath(image) if isinstance(image, (str, os.PathLike)) else f"{what} (PIL image)"
-    try:
-        return pil_to_array(open_image(image, name), name)
-    except ImageDecodingError as error:
-        raise ValueError(f"{what}: {error}") from error
+    """Pixels of a file or PIL image by the package's decoder (upright, alpha dropped, at their own depth). Its errors
+    are `ValueError`s naming the file."""
+    name = f"{what} ({os.fspath(image)})" if isinstance(image, (str, os.PathLike)) else what
+    return pil_to_array(open_image(image, name), name)
 
 
 def _flatten_batch(inputs, kind: str, allow_none: bool) -> list:
@@ -469,11 +436,11 @@ def _channels_last(image, what: str, input_data_format) -> np.ndarray:
     channels_first = None
     if input_data_format is not None:
         channels_first = ChannelDimension(input_data_format) == ChannelDimension.FIRST
-    if _is_torch_tensor(image):
-        tensor = image.detach().cpu()
-        image = (tensor.float() if tensor.dtype in (torch.bfloat16, torch.float16) else tensor).numpy()
-        return _checked(lambda array, name: channels_last(array, name, channels_first, True), image, what)
-    return _checked(lambda array, name: channels_last(array, name, channels_first, False), image, what)
+    if not _is_torch_tensor(image):
+        return channels_last(image, what, channels_first, prefer_channels_first=False)
+    tensor = image.detach().cpu()
+    array = (tensor.float() if tensor.dtype in (torch.bfloat16, torch.float16) else tensor).numpy()
+    return channels_last(array, what, channels_first, prefer_channels_first=True)
 
 
 def _padded_size(sizes, pad_size: SizeDict | None, size_divisor: int | None) -> SizeDict:
