@@ -330,3 +330,18 @@ def test_decoding_logs_nothing(corpus, processor, caplog):
             data.load_example({"image": str(entry["image"]), "mask": str(entry["mask"])})
             processor(str(entry["image"]), segmentation_maps=str(entry["mask"]))
     assert not caplog.records
+
+
+def test_the_real_samples_decode_alike_everywhere(shared_dir, processor):
+    # Three real tampered photos; their masks are a grey PNG, an RGB PNG and a lossy JPEG.
+    for image_path in sorted((shared_dir / "samples" / "Tp").glob("*.jpg")):
+        mask_path = next((shared_dir / "samples" / "Gt").glob(f"{image_path.stem}.*"))
+        image, mask = data.load_example({"image": str(image_path), "mask": str(mask_path)})
+        with Image.open(mask_path) as official:
+            np.testing.assert_array_equal(mask, np.asarray(official.convert("RGB"), np.float64).mean(-1) > 127.5)
+        np.testing.assert_array_equal(np.asarray(inference.load_image(image_path)), image)
+        expected = processor(image, segmentation_maps=mask, return_tensors="np")
+        for image_input, mask_input in ((str(image_path), str(mask_path)), (_open(image_path), _open(mask_path))):
+            got = processor(image_input, segmentation_maps=mask_input, return_tensors="np")
+            np.testing.assert_array_equal(got["pixel_values"], expected["pixel_values"])
+            np.testing.assert_array_equal(got["labels"], expected["labels"])
