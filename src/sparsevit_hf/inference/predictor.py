@@ -325,7 +325,8 @@ class Predictor:
     # -- prediction -----------------------------------------------------------------------------------------------
     def predict(self, images) -> list[np.ndarray]:
         """Probability maps (float32 `(H, W)` in [0, 1], the original size of each image) for a list of images
-        (PIL images, paths or uint8 NumPy arrays; a single image is accepted too)."""
+        (PIL images, paths or NumPy arrays, all decoded upright to 8-bit RGB by the package's decoder; a single image
+        is accepted too)."""
         if isinstance(images, (Image.Image, str, os.PathLike, np.ndarray)):
             images = [images]
         pil_images = [_as_rgb_image(image, index) for index, image in enumerate(images)]
@@ -424,8 +425,8 @@ def predict_probabilities(
         model: a `SparseViTForManipulationLocalization` (put in eval mode; moved/cast in place when `device` /
             `dtype` are given).
         processor: its `SparseViTImageProcessor`.
-        images: a PIL image, a path, a uint8 NumPy array, or a list of them. Paths are read with
-            `load_image` (EXIF orientation applied); PIL images are used as they are.
+        images: a PIL image, a path, a NumPy array, or a list of them, each decoded by the package's decoder (the
+            rules of training: upright by its EXIF orientation, 8-bit RGB), so a map has the upright image's size.
         mode: `"resize"` (official, default), `"native"` or `"tiled"` (see the module docstring).
         tile_size, tile_overlap, batch_size, max_pixels: see `Predictor`.
         device: e.g. `"cpu"`, `"cuda"`, `"auto"`; `None` keeps the model where it is.
