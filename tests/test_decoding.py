@@ -177,6 +177,7 @@ def test_the_decoder_follows_the_documented_rules(corpus):
         image = decoder.decode_image(entry["image"])
         assert image.dtype == np.uint8 and image.shape == (HEIGHT, WIDTH, 3), name
         np.testing.assert_array_equal(image, entry["expected_image"], err_msg=name)
+        assert image.flags.writeable and image.flags.c_contiguous, name  # transforms may write to it
         mask = decoder.decode_mask(entry["mask"])
         assert mask.dtype == np.bool_ and mask.shape == (HEIGHT, WIDTH), name
         np.testing.assert_array_equal(mask, entry["expected_mask"], err_msg=name)
@@ -226,7 +227,7 @@ def test_one_extension_list_everywhere(tmp_path):
         assert len(data.load_iml_dataset(folder)) == 1, suffix
 
 
-def test_decoding_errors_name_the_file(tmp_path):
+def test_decoding_errors_name_the_file(tmp_path, monkeypatch):
     garbage = tmp_path / "garbage.png"
     garbage.write_bytes(b"not an image")
     with pytest.raises(data.CorruptImageError, match="garbage.png"):
@@ -241,6 +242,10 @@ def test_decoding_errors_name_the_file(tmp_path):
     Image.fromarray(wide).save(tmp_path / "wide.tif")
     with pytest.raises(decoder.ImageDecodingError, match=r"wide.tif.*\[70000, 70000\]"):
         decoder.decode_image(tmp_path / "wide.tif")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", HEIGHT * WIDTH // 4)  # the image is over twice the limit
+    with pytest.raises(decoder.ImageDecodingError, match=r"wide.tif.*decompression bomb.*MAX_IMAGE_PIXELS"):
+        decoder.decode_image(tmp_path / "wide.tif")
+    monkeypatch.undo()
     Image.fromarray(np.full((HEIGHT, WIDTH), 3.0, dtype=np.float32)).save(tmp_path / "hdr.tif")
     with pytest.raises(data.CorruptImageError, match=r"hdr.tif.*must be in \[0, 1\]"):
         data.load_image(tmp_path / "hdr.tif")

@@ -95,7 +95,9 @@ def _open_lazily(source, name: str, read_file: bool = False) -> Image.Image:
         return Image.open(source)
     except UnidentifiedImageError as error:
         raise ImageDecodingError(f"{name}: not an image file Pillow can read.") from error
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError as error:
+        raise ImageDecodingError(f"{name}: {error} Raise PIL.Image.MAX_IMAGE_PIXELS if you trust this file.") from error
+    except (OSError, ValueError, SyntaxError) as error:
         raise ImageDecodingError(f"{name}: cannot open the image ({error}).") from error
 
 
@@ -151,11 +153,11 @@ def image_size(source, name: str | None = None) -> tuple[int, int]:
 
 def pil_to_array(image: Image.Image, name: str = "image") -> np.ndarray:
     """The pixels of a PIL image as an `(H, W)` or `(H, W, 3)` array at their own depth (`uint8`, `uint16`,
-    `float32` or `bool`): alpha dropped, palettes applied, other colour spaces converted to RGB."""
+    `float32` or `bool`), writable: alpha dropped, palettes applied, other colour spaces converted to RGB."""
     mode = image.mode
     try:
         if mode in ("1", "L", "RGB", "F"):
-            return np.asarray(image)
+            return np.array(image)
         if mode.startswith("I;16") and not mode.endswith("S"):
             return np.asarray(image).astype(np.uint16)
         if mode.startswith("I"):  # 32-bit (or signed 16-bit) integers: the values say whether they are 8 or 16 bit
@@ -168,10 +170,10 @@ def pil_to_array(image: Image.Image, name: str = "image") -> np.ndarray:
                 )
             return array.astype(np.uint8 if high <= 255 else np.uint16)
         if mode in ("LA", "La"):
-            return np.asarray(image.convert("LA"))[..., 0]
+            return np.array(image.convert("LA"))[..., 0]
         if mode in ("RGBA", "RGBa", "RGBX", "P", "PA"):
-            return np.asarray(image.convert("RGBA"))[..., :3]
-        return np.asarray(image.convert("RGB"))
+            return np.array(image.convert("RGBA"))[..., :3]
+        return np.array(image.convert("RGB"))
     except ImageDecodingError:
         raise
     except (OSError, ValueError) as error:

@@ -88,7 +88,9 @@ def load_image(source: ImageSource) -> np.ndarray:
         MissingFilesError: the file does not exist.
         CorruptImageError: the file is not a readable image or is truncated (message names it).
     """
-    return _decode(array_to_rgb if isinstance(source, np.ndarray) else decode_image, source)
+    if isinstance(source, np.ndarray):  # never the caller's own array: transforms may write to the result
+        return _decode(array_to_rgb, source.copy())
+    return _decode(decode_image, source)
 
 
 def load_mask(source: ImageSource) -> np.ndarray:
