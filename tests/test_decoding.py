@@ -298,10 +298,11 @@ def test_the_processor_reads_paths_and_pil_images_like_the_loaders(corpus, proce
 
 
 def test_training_and_evaluation_data_sets_match_the_processor(corpus, processor):
-    training = pytest.importorskip("sparsevit_hf.training")
+    from sparsevit_hf.training import IMLEvaluationDataset, IMLTrainingDataset
+
     dataset = _dataset(corpus)
-    train = training.IMLTrainingDataset(dataset, processor, image_size=64, augment=False)
-    evaluation = training.IMLEvaluationDataset(dataset, processor)
+    train = IMLTrainingDataset(dataset, processor, image_size=64, augment=False)
+    evaluation = IMLEvaluationDataset(dataset, processor)
     for index, (name, entry) in enumerate(corpus.items()):
         expected = processor(entry["expected_image"], segmentation_maps=entry["expected_mask"], return_tensors="pt")
         for item in (train[index], evaluation[index]):
