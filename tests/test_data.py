@@ -74,13 +74,23 @@ def _paths(ds, column: str) -> list:
     return [None if v is None else Path(v["path"]).name for v in raw[column]]
 
 
+# ----------------------------------------------------------------------------- labels
+def test_label_names_are_the_models_class_names():
+    # One name for the positive class everywhere: the data sets' ClassLabel, the model's id2label, the pipeline.
+    from sparsevit_hf import SparseViTConfig
+    from sparsevit_hf.data import LABEL_NAMES
+
+    id2label = SparseViTConfig().id2label
+    assert list(LABEL_NAMES) == [id2label[0], id2label[1]] == ["authentic", "manipulated"]
+
+
 # ----------------------------------------------------------------------------- Tp/Gt folders
 def test_folder_pairs_by_stem_across_extensions_and_suffixes(tmp_path):
     ds = load_iml_dataset(_make_folder(tmp_path))
     assert set(ds.column_names) == {"image", "mask", "label"}
     assert isinstance(ds.features["image"], datasets.Image)
     assert isinstance(ds.features["mask"], datasets.Image)
-    assert ds.features["label"].names == ["authentic", "tampered"]
+    assert ds.features["label"].names == ["authentic", "manipulated"]
     pairs = dict(zip(_paths(ds, "image"), _paths(ds, "mask")))
     assert pairs == {"a.jpg": "a.png", "b.png": "b_gt.png", "c.tif": "c_mask.bmp"}  # .txt / Thumbs.db ignored
     assert list(ds["label"]) == [1, 1, 1]
@@ -300,7 +310,7 @@ def test_save_to_disk_dataset_dict_needs_a_split(tmp_path):
     with pytest.raises(IMLDatasetError, match="pass split="):
         load_iml_dataset(tmp_path / "dd")
     ds = load_iml_dataset(tmp_path / "dd", split="test")
-    assert len(ds) == 1 and ds.features["label"].names == ["authentic", "tampered"]
+    assert len(ds) == 1 and ds.features["label"].names == ["authentic", "manipulated"]
 
 
 def test_imagefolder_with_mask_file_name_metadata(tmp_path):

@@ -5,8 +5,11 @@ computation (Pillow resize + NumPy arithmetic, torch interpolate) rather than ag
 """
 
 import ast
-import importlib.util
+import importlib
 import json
+import logging
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -209,6 +212,15 @@ def test_without_padding_native_images_keep_their_size():
     assert [array.shape for array in unpadded] == [(3, 33, 70), (3, 40, 40)]
     with pytest.raises(ValueError, match="different sizes"):
         processor([random_rgb(33, 70), random_rgb(40, 40)], return_tensors="pt")
+
+
+def test_option_errors_name_the_option():
+    with pytest.raises(ValueError, match=r"`size` \(16x64\) is below the minimum of 32x32"):
+        SparseViTImageProcessor(size={"height": 16, "width": 64})(random_rgb(40, 40))
+    with pytest.raises(ValueError, match="`size_divisor` must be a positive integer"):
+        SparseViTImageProcessor(do_resize=False)(random_rgb(40, 40), size_divisor=0)
+    with pytest.raises(ValueError, match="does not center crop"):
+        SparseViTImageProcessor()(random_rgb(40, 40), do_center_crop=True, crop_size={"height": 32, "width": 32})
 
 
 def test_resize_size_must_be_a_multiple_of_the_divisor_when_padding():
@@ -470,6 +482,18 @@ def test_8_bit_zero_one_masks_are_read_as_label_maps(native_processor):
     assert _labels(native_processor, image, zero_one.astype(bool)).sum() == 8 * 32
 
 
+def test_zero_one_masks_are_label_maps_and_the_documentation_promises_no_warning(native_processor, caplog):
+    # The docstring used to say that a warning is logged for 0/1 masks; none ever was, and none is needed.
+    zero_one = np.zeros((32, 32), dtype=np.uint8)
+    zero_one[:8] = 1
+    with caplog.at_level(logging.DEBUG):
+        labels = _labels(native_processor, np.zeros((32, 32, 3), np.uint8), zero_one)
+    assert labels.sum() == 8 * 32 and not caplog.records
+    documentation = " ".join(SparseViTImageProcessor.__doc__.split())
+    assert "warning" not in documentation.lower()
+    assert "integer masks holding only 0 and 1 are label maps" in documentation
+
+
 def test_missing_mask_means_authentic(processor, native_processor):
     mask = np.full((40, 50), 255, dtype=np.uint8)
     labels = _labels(processor, [RGB, RGB], [None, mask])
@@ -619,8 +643,37 @@ def test_post_process_native_mode_crops_the_top_left_target_region(native_proces
         )
         for index, (height, width) in enumerate(target_sizes):
             torch.testing.assert_close(results[index].probabilities, reference[index, :height, :width])
-    with pytest.raises(ValueError, match="larger than the model input 64x96"):
+    with pytest.raises(ValueError, match="Logits of 4x6 cannot cover a model input of 96x96"):
         native_processor.post_process_semantic_segmentation(outputs, target_sizes=[(33, 70), (65, 96)])
+
+
+@pytest.mark.parametrize("stride", [8, 16, 32])
+def test_post_process_follows_the_logits_stride_of_the_model(native_processor, processor, stride):
+    # Other patch sizes give other strides (8 with patch sizes [2, 2, 2, 2]); nothing assumes 16. With a constant 16,
+    # native mode at stride 8 cropped the top-left quarter of the map: the right half came out about 0.5, not 1.
+    rgb = np.zeros((64, 96, 3), dtype=np.uint8)
+    rgb[:, 48:] = 255  # the right half is "manipulated" for a model that calls bright pixels manipulated
+    for proc in (processor, native_processor):
+        pixel_values = proc(rgb, return_tensors="pt")["pixel_values"]
+        logits = 20 * F.avg_pool2d(pixel_values[:, :1], stride)
+        [result] = proc.post_process_semantic_segmentation(logits, [(64, 96)], return_probabilities=True)
+        assert result.probabilities.shape == (64, 96)
+        probability = result.probabilities
+        assert probability[:, 48 + stride :].min() > 0.99 and probability[:, : 48 - stride].max() < 0.01
+    # Native mode maps the logits onto the padded input exactly: stride x the logits, cropped to the image.
+    pixel_values = native_processor([random_rgb(33, 70), rgb], return_tensors="pt")["pixel_values"]  # 64 x 96
+    logits = torch.randn(2, 1, 64 // stride, 96 // stride)
+    results = native_processor.post_process_semantic_segmentation(
+        logits, target_sizes=[(33, 70), (64, 96)], return_probabilities=True
+    )
+    expected = torch.sigmoid(F.interpolate(logits, size=pixel_values.shape[-2:], mode="bilinear"))[:, 0]
+    torch.testing.assert_close(results[0].probabilities, expected[0, :33, :70])
+    torch.testing.assert_close(results[1].probabilities, expected[1])
+
+
+def test_native_post_processing_needs_the_target_sizes(native_processor):
+    with pytest.raises(ValueError, match="target_sizes"):
+        native_processor.post_process_semantic_segmentation(torch.zeros(1, 1, 4, 4))
 
 
 def test_post_process_native_round_trip_shapes(native_processor):
@@ -729,21 +782,31 @@ def test_defaults_round_trip_and_kwargs_override_on_load(tmp_path):
     assert overridden.do_resize is False and overridden.size_divisor == 16
 
 
-def test_module_is_self_contained_for_remote_code():
-    tree = ast.parse(MODULE_FILE.read_text())
-    imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            assert node.level == 0, "the image processor must not import other files of the package"
-            imported.add(node.module.split(".")[0])
-    assert imported <= {"math", "os", "typing", "numpy", "PIL", "transformers", "torch"}, imported
-    assert "torchvision" not in imported
+def test_module_is_self_contained_for_remote_code(tmp_path):
+    # The processor and the decoder it imports ship to the Hub; they may import only these libraries, and each other
+    # as `from .module import Name` (which `save_pretrained` follows to copy the sibling along).
+    siblings = {"image_decoding_sparsevit"}
+    for module_file in [MODULE_FILE, *(MODULE_FILE.with_name(f"{name}.py") for name in siblings)]:
+        imported = set()
+        for node in ast.walk(ast.parse(module_file.read_text())):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level:
+                assert node.level == 1 and node.module in siblings, f"{module_file.name} imports .{node.module}"
+            elif isinstance(node, ast.ImportFrom):
+                imported.add(node.module.split(".")[0])
+        assert imported <= {"io", "math", "os", "typing", "numpy", "PIL", "transformers", "torch"}, imported
 
-    # Loaded on its own, outside the package (as remote code is), it works.
-    spec = importlib.util.spec_from_file_location("standalone_image_processing_sparsevit", MODULE_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    standalone = module.SparseViTImageProcessor()
-    np.testing.assert_array_equal(_encode(standalone, RGB), _encode(SparseViTImageProcessor(), RGB))
+    # Copied into a folder of its own with its siblings, outside the package (as remote code is), it works.
+    for name in ["image_processing_sparsevit", *siblings]:
+        (tmp_path / f"{name}.py").write_text(MODULE_FILE.with_name(f"{name}.py").read_text())
+    package = types.ModuleType("standalone_remote_code")
+    package.__path__ = [str(tmp_path)]
+    sys.modules["standalone_remote_code"] = package
+    try:
+        module = importlib.import_module("standalone_remote_code.image_processing_sparsevit")
+        standalone = module.SparseViTImageProcessor()
+        np.testing.assert_array_equal(_encode(standalone, RGB), _encode(SparseViTImageProcessor(), RGB))
+    finally:
+        for name in [key for key in sys.modules if key.startswith("standalone_remote_code")]:
+            del sys.modules[name]

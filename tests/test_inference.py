@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from sparsevit_hf import SparseViTForManipulationLocalization, SparseViTImageProcessor
+from sparsevit_hf import SparseViTConfig, SparseViTForManipulationLocalization, SparseViTImageProcessor
 from sparsevit_hf.inference import (
     MODES,
     ImageLoadError,
@@ -95,6 +95,33 @@ def test_every_mode_returns_float32_maps_at_the_original_size(model, processor, 
         assert probability.dtype == np.float32
         assert np.isfinite(probability).all() and probability.min() >= 0.0 and probability.max() <= 1.0
         assert probability.std() > 0  # a real map, not a constant
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_mode_follows_the_logits_stride_of_the_model(processor, tiny_config, mode):
+    # Patch sizes [2, 2, 2, 2]: logits at 1/8 of the input. A model that calls bright pixels manipulated must find the
+    # right half manipulated (a constant stride of 16 gave about 0.59 there).
+    config = SparseViTConfig(**{**tiny_config.to_dict(), "patch_sizes": [2, 2, 2, 2]})
+    assert config.fusion_stride == 8
+    model = LogitsFromPixels(config, lambda pixel_values: 20.0 * F.avg_pool2d(pixel_values[:, :1], 8, ceil_mode=True))
+    rgb = np.zeros((96, 160, 3), dtype=np.uint8)
+    rgb[:, 80:] = 255
+    (probability,) = predict_probabilities(model, processor, Image.fromarray(rgb), mode, tile_size=64, tile_overlap=16)
+    assert probability.shape == (96, 160)
+    assert probability[:, 96:].min() > 0.99 and probability[:, :64].max() < 0.01
+
+
+def test_native_mode_of_a_stride_8_sparsevit_is_its_logits_upsampled_by_8(tiny_config, processor):
+    config = SparseViTConfig(**{**tiny_config.to_dict(), "patch_sizes": [2, 2, 2, 2], "layer_scale_init_value": 0.3})
+    torch.manual_seed(0)
+    model = SparseViTForManipulationLocalization(config).eval()
+    image = random_image(50, 81)
+    with torch.no_grad():
+        logits = model(**processor(image, do_resize=False, return_tensors="pt")).logits  # input 64 x 96
+    assert logits.shape[-2:] == (8, 12)
+    expected = torch.sigmoid(F.interpolate(logits, size=(64, 96), mode="bilinear"))[0, 0, :50, :81]
+    (probability,) = predict_probabilities(model, processor, image, mode="native")
+    np.testing.assert_allclose(probability, expected.numpy(), atol=1e-6)
 
 
 def test_resize_mode_is_the_processor_model_post_processing_chain(model, processor):

@@ -129,6 +129,20 @@ def test_the_overlay_outlines_the_manipulated_region(tmp_path):
     np.testing.assert_array_equal(overlay[caption:, :120], np.asarray(image))  # left panel: the image itself
 
 
+@pytest.mark.parametrize("width", [1, 2, 5])
+def test_the_outline_is_pillows_max_filter_dilation_minus_the_region(width):
+    from PIL import ImageFilter
+
+    from sparsevit_hf.inference.visualization import outline
+
+    rng = np.random.default_rng(width)
+    mask = rng.random((37, 53)) > 0.97
+    mask[10:20, 5:30] = True
+    mask[0, :4] = mask[:, -1] = True  # regions on the border
+    dilated = Image.fromarray(mask.astype(np.uint8) * 255).filter(ImageFilter.MaxFilter(2 * width + 1))
+    np.testing.assert_array_equal(outline(mask, width), (np.asarray(dilated) > 0) & ~mask)
+
+
 @pytest.mark.parametrize("mode, extra", [("native", []), ("tiled", ["--tile-size", "64", "--tile-overlap", "16"])])
 def test_native_and_tiled_modes_and_bf16(model_dir, tmp_path, mode, extra):
     Image.fromarray(rgb_array(70, 100)).save(tmp_path / "image.png")

@@ -169,7 +169,7 @@ def test_traces_are_visible_but_subtle():
 def test_synthetic_dataset_columns():
     ds = S.synthetic_dataset("test", num_images=8, size=SIZE, seed=1, authentic_fraction=0.5)
     assert len(ds) == 8 and ds.column_names == ["image", "mask", "label", "kind"]
-    assert ds.features["label"].names == ["authentic", "tampered"]
+    assert ds.features["label"].names == ["authentic", "manipulated"]
     for row, i in zip(ds, range(8)):
         s = S.render_sample(i, S.SyntheticTamperingConfig(size=SIZE, seed=1, split="test", authentic_fraction=0.5))
         assert row["kind"] == s.kind and row["label"] == int(s.kind != "authentic")

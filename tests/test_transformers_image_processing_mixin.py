@@ -147,22 +147,25 @@ class SparseViTImageProcessingMixinTest(
     def test_pil_can_run_without_torchvision(self):
         # Slow like upstream (a fresh interpreter imports transformers), so it runs with RUN_SLOW=1. The mixin's
         # version loads the processor with `AutoImageProcessor`, which in a fresh interpreter only knows transformers'
-        # own processors; this one loads the processor's file directly (as remote code is) with torchvision blocked.
+        # own processors; this one loads the code files of a saved folder (as remote code is) with torchvision blocked.
         image_processor = SparseViTImageProcessor(**self.image_processor_dict)
         processor_inputs = self.image_processor_tester.prepare_processor_inputs(equal_resolution=False)
         expected_outputs = image_processor(**processor_inputs, return_tensors=None)
         script = textwrap.dedent(
             """
-            import importlib.util
+            import importlib
             import pickle
             import sys
+            import types
 
             sys.modules["torchvision"] = None  # `import torchvision` raises ImportError
 
-            module_file, processor_dir, inputs_path, outputs_path = sys.argv[1:]
-            spec = importlib.util.spec_from_file_location("image_processing_sparsevit", module_file)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
+            processor_dir, inputs_path, outputs_path = sys.argv[1:]
+            # The saved folder holds the processor's code and the sibling files it imports, as a Hub repo does.
+            package = types.ModuleType("saved_remote_code")
+            package.__path__ = [processor_dir]
+            sys.modules["saved_remote_code"] = package
+            module = importlib.import_module("saved_remote_code.image_processing_sparsevit")
             processor = module.SparseViTImageProcessor.from_pretrained(processor_dir)
             with open(inputs_path, "rb") as f:
                 processor_inputs = pickle.load(f)
@@ -171,7 +174,6 @@ class SparseViTImageProcessingMixinTest(
                 pickle.dump(outputs.data, f)
             """
         )
-        module_file = sys.modules[SparseViTImageProcessor.__module__].__file__
         with tempfile.TemporaryDirectory() as tmpdirname:
             image_processor.save_pretrained(tmpdirname)
             inputs_path = os.path.join(tmpdirname, "inputs.pkl")
@@ -179,7 +181,7 @@ class SparseViTImageProcessingMixinTest(
             with open(inputs_path, "wb") as f:
                 pickle.dump(processor_inputs, f)
             result = subprocess.run(
-                [sys.executable, "-c", script, module_file, tmpdirname, inputs_path, outputs_path],
+                [sys.executable, "-c", script, tmpdirname, inputs_path, outputs_path],
                 capture_output=True,
                 text=True,
                 env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},

@@ -218,7 +218,7 @@ class EpochSampler(torch.utils.data.Sampler):
     """
 
     def __init__(self, sizes: Sequence[int], per_dataset: int | Sequence[int] | None = None, seed: int = 0):
-        from .data.loaders import BalancedSampler
+        from .data import BalancedSampler
 
         sizes = [int(size) for size in sizes]
         self.inner = BalancedSampler(sizes, sizes if per_dataset is None else per_dataset, seed=seed)
@@ -256,7 +256,7 @@ class IMLTrainingDataset(torch.utils.data.Dataset):
         augment: bool = True,
         augmentation_kwargs: Mapping[str, Any] | None = None,
     ):
-        from .data.loaders import with_decoding
+        from .data import with_decoding
 
         self.rows = with_decoding(dataset.select_columns(["image", "mask"]))
         self.processor = processor
@@ -300,7 +300,7 @@ class IMLEvaluationDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, dataset, processor, perturbation: Perturbation | None = None, seed: int = 0):
-        from .data.loaders import with_decoding
+        from .data import with_decoding
 
         self.rows = with_decoding(dataset.select_columns(["image", "mask"]))
         self.processor = processor
@@ -719,7 +719,7 @@ def trivial_baselines(
     authentic rows, image headers) are read."""
     from datasets import Image as ImageFeature
 
-    from .data.loaders import image_size, load_mask
+    from .data import image_size, load_mask
     from .evaluation.metrics import IMLMetric
 
     raw = dataset.select_columns(["image", "mask"])

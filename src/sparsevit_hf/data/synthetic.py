@@ -627,13 +627,13 @@ def synthetic_dataset(
     """The synthetic data set in memory as a `datasets.Dataset`.
 
     Columns: `image` (the JPEG bytes, as `datasets.Image`), `mask` (PNG 0/255, or
-    `None` for authentic samples), `label` (ClassLabel authentic/tampered) and `kind`
+    `None` for authentic samples), `label` (ClassLabel authentic/manipulated) and `kind`
     (one of `KINDS`). `config` supplies the other generation parameters; the explicit
     arguments override it.
     """
     from datasets import Dataset, Value
 
-    from .loaders import iml_features
+    from .features import iml_features
 
     overrides: dict[str, Any] = dict(split=split, num_images=num_images, size=size, seed=seed)
     if authentic_fraction is not None:

@@ -19,10 +19,9 @@ from .predictor import (
     predict_probabilities,
     resolve_device,
     resolve_dtype,
-    tile_starts,
-    tile_weights,
     to_rgb,
 )
+from .tiling import tile_starts, tile_weights
 from .visualization import (
     binary_mask,
     colorize,

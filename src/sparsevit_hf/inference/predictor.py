@@ -14,22 +14,25 @@ Three resolution modes:
   image no larger than one tile is predicted exactly as in native mode.
 
 Entry points: `predict_probabilities` (one call), `Predictor` (reusable, used by the CLI),
-`load_image` (a file to an 8-bit RGB PIL image, EXIF orientation applied) and `load_model`.
+`load_image` (a file to an 8-bit RGB PIL image, by the package's one decoder) and `load_model`. Tiles are laid out
+by `sparsevit_hf.inference.tiling`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
+
+from ..image_decoding_sparsevit import IMAGE_EXTENSIONS, array_to_rgb, decode_image
+from ..image_decoding_sparsevit import ImageDecodingError as ImageLoadError  # the decoder's error, named for this API
+from .tiling import tile_starts, tile_weights
 
 MODES = ("resize", "native", "tiled")
 DEFAULT_MODE = "resize"
@@ -39,29 +42,6 @@ DEFAULT_TILE_OVERLAP = 128
 DEFAULT_MAX_PIXELS = 4096 * 4096
 # The backbone downsamples by 32: smaller images have no pixel left at the last stage.
 MIN_IMAGE_SIDE = 32
-# Extensions picked up when a folder is scanned (lower case). Files named explicitly are tried whatever their name.
-IMAGE_EXTENSIONS = frozenset(
-    {
-        ".jpg",
-        ".jpeg",
-        ".jpe",
-        ".jfif",
-        ".png",
-        ".tif",
-        ".tiff",
-        ".bmp",
-        ".webp",
-        ".gif",
-        ".ppm",
-        ".pgm",
-        ".pbm",
-        ".pnm",
-        ".jp2",
-        ".j2k",
-        ".tga",
-        ".dib",
-    }
-)
 DTYPES = {
     "fp32": torch.float32,
     "float32": torch.float32,
@@ -72,10 +52,6 @@ DTYPES = {
     "float16": torch.float16,
     "half": torch.float16,
 }
-
-
-class ImageLoadError(ValueError):
-    """A file could not be read as an image. The message names the file."""
 
 
 class ImageSizeError(ValueError):
@@ -90,61 +66,20 @@ class ModelLoadError(ValueError):
 # Images
 # ----------------------------------------------------------------------------------------------------------------
 def to_rgb(image: Image.Image, name: str = "image") -> Image.Image:
-    """Return an 8-bit RGB copy of a PIL image of any common mode.
-
-    Alpha is dropped (not composited), as the processor and the official OpenCV decoding do; palettes are applied;
-    CMYK and YCbCr use Pillow's conversion; 16-bit images (`I;16*`, `I`) are scaled to 8 bit (value / 257,
-    rounded); float images (`F`) must lie in [0, 1].
-    """
-    mode = image.mode
-    if mode == "RGB":
-        return image.copy()
-    if mode in ("RGBA", "RGBa", "RGBX", "LA", "La", "PA", "P"):
-        # Pillow drops alpha in convert("RGB"); palette images go through their palette.
-        return image.convert("RGBA").convert("RGB") if mode in ("RGBa", "La") else image.convert("RGB")
-    if mode.startswith("I;16") or mode == "I":
-        array = np.asarray(image).astype(np.int64)
-        low, high = int(array.min()), int(array.max())
-        if low < 0 or high > 65535:
-            raise ImageLoadError(f"{name}: 32-bit integer image with values in [{low}, {high}]; expected 0-65535.")
-        array = np.rint(array / 257.0).astype(np.uint8)
-        return Image.fromarray(array, mode="L").convert("RGB")
-    if mode == "F":
-        array = np.asarray(image, dtype=np.float32)
-        if not np.isfinite(array).all() or array.min() < 0.0 or array.max() > 1.0:
-            raise ImageLoadError(f"{name}: float image with values outside [0, 1] (or not finite).")
-        return Image.fromarray(np.rint(array * 255.0).astype(np.uint8), mode="L").convert("RGB")
-    try:
-        return image.convert("RGB")
-    except (ValueError, OSError) as error:
-        raise ImageLoadError(f"{name}: PIL mode {mode!r} cannot be converted to RGB ({error}).") from error
+    """An 8-bit RGB copy of a PIL image of any common mode, upright, under the package's decoding rules
+    (`sparsevit_hf.image_decoding_sparsevit`): alpha dropped, palettes applied, 16-bit scaled, float in [0, 1]."""
+    return Image.fromarray(decode_image(image, name), mode="RGB")
 
 
 def load_image(path: str | os.PathLike) -> Image.Image:
-    """Read an image file as an 8-bit RGB PIL image, with its EXIF orientation applied.
+    """Read an image file as an 8-bit RGB PIL image, upright, by the package's one decoder (the pixels the data
+    loaders and the image processor get from the same file).
 
-    The returned image is fully decoded and the file closed. Every failure (missing file, unreadable or truncated
-    data, unsupported mode, decompression-bomb guard) raises `ImageLoadError` naming the file. Multi-frame
-    files (GIF, TIFF) give their first frame.
+    The file is read completely and closed. Every failure (missing file, unreadable or truncated data, unsupported
+    mode, decompression-bomb guard) raises `ImageLoadError` naming the file. Multi-frame files give their first
+    frame.
     """
-    name = os.fspath(path)
-    if not os.path.exists(name):
-        raise ImageLoadError(f"{name}: no such file.")
-    if os.path.isdir(name):
-        raise ImageLoadError(f"{name}: is a folder, not an image file.")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(name) as image:
-                image.load()
-                image = ImageOps.exif_transpose(image)
-    except Image.DecompressionBombWarning as error:
-        raise ImageLoadError(f"{name}: {error} Raise PIL.Image.MAX_IMAGE_PIXELS if you trust this file.") from error
-    except UnidentifiedImageError as error:
-        raise ImageLoadError(f"{name}: not an image file Pillow can read.") from error
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise ImageLoadError(f"{name}: cannot read the image ({error}).") from error
-    return to_rgb(image, name)
+    return Image.fromarray(decode_image(path, os.fspath(path)), mode="RGB")
 
 
 def _image_size(image) -> tuple[int, int]:
@@ -152,55 +87,15 @@ def _image_size(image) -> tuple[int, int]:
     return image.height, image.width
 
 
-def _as_pil(image, index: int) -> Image.Image:
-    if isinstance(image, Image.Image):
-        return image
+def _as_rgb_image(image, index: int) -> Image.Image:
+    """Any accepted input as an upright 8-bit RGB PIL image, by the package's one decoder."""
     if isinstance(image, (str, os.PathLike)):
         return load_image(image)
+    if isinstance(image, Image.Image):
+        return to_rgb(image, getattr(image, "filename", None) or f"Image {index}")
     if isinstance(image, np.ndarray):
-        try:
-            return Image.fromarray(np.ascontiguousarray(image))
-        except (TypeError, ValueError) as error:
-            raise ValueError(
-                f"Image {index}: cannot use an array of shape {image.shape} and dtype {image.dtype} (expected "
-                "(H, W) or (H, W, 3|4), uint8, or (H, W) uint16)."
-            ) from error
+        return Image.fromarray(array_to_rgb(image, f"Image {index}"), mode="RGB")
     raise TypeError(f"Image {index} has type {type(image).__name__}; expected a PIL image, a path or a NumPy array.")
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Tiles
-# ----------------------------------------------------------------------------------------------------------------
-def tile_starts(length: int, tile_size: int, overlap: int) -> list[int]:
-    """Start offsets of tiles covering `[0, length)`: the fewest full tiles whose overlaps are at least `overlap`,
-    spread evenly so that the first starts at 0 and the last ends at `length`. One tile (start 0, possibly shorter
-    than `tile_size`) when `length <= tile_size`."""
-    if length <= tile_size:
-        return [0]
-    count = math.ceil((length - tile_size) / (tile_size - overlap)) + 1
-    return [round(index * (length - tile_size) / (count - 1)) for index in range(count)]
-
-
-def _ramp(length: int, before: int, after: int) -> np.ndarray:
-    """1-D blending weight of a tile: linear ramps over the overlaps with the previous (`before` pixels) and next
-    (`after` pixels) tiles, 1 elsewhere and on image borders. Never zero: the smallest value is 0.5 / overlap."""
-    position = np.arange(length, dtype=np.float64) + 0.5
-    weight = np.ones(length, dtype=np.float64)
-    if before > 0:
-        weight = np.minimum(weight, position / before)
-    if after > 0:
-        weight = np.minimum(weight, (length - position) / after)
-    return weight
-
-
-def tile_weights(starts: Sequence[int], tile_length: int) -> list[np.ndarray]:
-    """Blending weights along one axis for each tile of `tile_starts`."""
-    weights = []
-    for index, start in enumerate(starts):
-        before = starts[index - 1] + tile_length - start if index > 0 else 0
-        after = start + tile_length - starts[index + 1] if index + 1 < len(starts) else 0
-        weights.append(_ramp(tile_length, max(before, 0), max(after, 0)))
-    return weights
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -430,10 +325,11 @@ class Predictor:
     # -- prediction -----------------------------------------------------------------------------------------------
     def predict(self, images) -> list[np.ndarray]:
         """Probability maps (float32 `(H, W)` in [0, 1], the original size of each image) for a list of images
-        (PIL images, paths or uint8 NumPy arrays; a single image is accepted too)."""
+        (PIL images, paths or NumPy arrays, all decoded upright to 8-bit RGB by the package's decoder; a single image
+        is accepted too)."""
         if isinstance(images, (Image.Image, str, os.PathLike, np.ndarray)):
             images = [images]
-        pil_images = [_as_pil(image, index) for index, image in enumerate(images)]
+        pil_images = [_as_rgb_image(image, index) for index, image in enumerate(images)]
         for index, image in enumerate(pil_images):
             self.check(image, f"Image {index}")
         if self.mode == "resize":
@@ -455,8 +351,10 @@ class Predictor:
             return self.model(pixel_values=pixel_values).logits.float()
 
     def _post_process(self, logits: torch.Tensor, sizes, do_resize: bool) -> list[np.ndarray]:
+        # Native and tiled inputs are padded by the processor (do_pad=True); resize-mode inputs as it is configured.
+        do_pad = None if do_resize else True
         outputs = self.processor.post_process_semantic_segmentation(
-            logits, target_sizes=sizes, return_probabilities=True, do_resize=do_resize
+            logits, target_sizes=sizes, return_probabilities=True, do_resize=do_resize, do_pad=do_pad
         )
         return [output["probabilities"].float().cpu().numpy().astype(np.float32, copy=False) for output in outputs]
 
@@ -484,16 +382,14 @@ class Predictor:
         ys = tile_starts(height, self.tile_size, self.tile_overlap)
         xs = tile_starts(width, self.tile_size, self.tile_overlap)
         y_weights, x_weights = tile_weights(ys, tile_h), tile_weights(xs, tile_w)
-        pad_h, pad_w = -tile_h % self.divisor, -tile_w % self.divisor
         tiles = [(iy, ix) for iy in range(len(ys)) for ix in range(len(xs))]
 
         def predict_tiles(chunk: list[tuple[int, int]]) -> list[np.ndarray]:
             # Tiles are cut from the image and normalised one batch at a time, so that memory does not grow with
             # the image beyond the image itself and the two float32 accumulators.
             crops = [image.crop((xs[ix], ys[iy], xs[ix] + tile_w, ys[iy] + tile_h)) for iy, ix in chunk]
-            batch = self.processor(images=crops, do_resize=False, do_pad=False, return_tensors="pt")["pixel_values"]
-            if pad_h or pad_w:  # the same zero padding (in normalised space) as the processor's native mode
-                batch = F.pad(batch, (0, pad_w, 0, pad_h))
+            # The processor's native-mode padding: one tile of the size of the image is exactly the native input.
+            batch = self.processor(images=crops, do_resize=False, do_pad=True, return_tensors="pt")["pixel_values"]
             return self._post_process(self._forward(batch), [(tile_h, tile_w)] * len(chunk), do_resize=False)
 
         if len(tiles) == 1:  # the image fits in one tile: exactly the native prediction
@@ -529,8 +425,8 @@ def predict_probabilities(
         model: a `SparseViTForManipulationLocalization` (put in eval mode; moved/cast in place when `device` /
             `dtype` are given).
         processor: its `SparseViTImageProcessor`.
-        images: a PIL image, a path, a uint8 NumPy array, or a list of them. Paths are read with
-            `load_image` (EXIF orientation applied); PIL images are used as they are.
+        images: a PIL image, a path, a NumPy array, or a list of them, each decoded by the package's decoder (the
+            rules of training: upright by its EXIF orientation, 8-bit RGB), so a map has the upright image's size.
         mode: `"resize"` (official, default), `"native"` or `"tiled"` (see the module docstring).
         tile_size, tile_overlap, batch_size, max_pixels: see `Predictor`.
         device: e.g. `"cpu"`, `"cuda"`, `"auto"`; `None` keeps the model where it is.
@@ -586,7 +482,5 @@ __all__ = [
     "predict_probabilities",
     "resolve_device",
     "resolve_dtype",
-    "tile_starts",
-    "tile_weights",
     "to_rgb",
 ]

@@ -73,7 +73,13 @@ def mask_image(probability: np.ndarray, threshold: float = 0.5) -> Image.Image:
 
 
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Binary dilation with a (2 radius + 1) square, separable, in NumPy."""
+    """Binary dilation with a (2 radius + 1) square, separable, in NumPy.
+
+    It equals `PIL.ImageFilter.MaxFilter(2 * radius + 1)` on the 0/255 mask, pixel for pixel (a test checks), but
+    Pillow's rank filter costs (2 radius + 1)^2 per pixel where the separable form costs 4 radius: on a 12-megapixel
+    mask with the outline width of that size (radius 15), 29 s against 0.1 s (0.04 s against 0.001 s at 512 x 512),
+    and the overlay dilates twice. Pillow's `ImageMorph` is fast but leaves the image border undilated.
+    """
     if radius <= 0:
         return mask.copy()
     out = mask.copy()
