@@ -9,15 +9,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import run_without_package
+from conftest import run_without_package, save_tiny_localizer
 from huggingface_hub import ImageSegmentationOutputElement
 from PIL import Image
 from reference_sparsevit import official_shapes, random_official_state_dict
 from transformers import pipeline
 
-from sparsevit_hf import SparseViTConfig, SparseViTForManipulationLocalization, SparseViTImageProcessor
 from sparsevit_hf.cli.convert import main as convert_main
-from sparsevit_hf.hub import write_endpoint_files
 from sparsevit_hf.hub.endpoint import HANDLER_SOURCE
 from sparsevit_hf.inference import predict_probabilities
 
@@ -70,22 +68,8 @@ def check_output(output, probability, threshold=0.5):
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
     """A tiny model whose probabilities straddle 0.5 (both labels present), saved with its Endpoint files."""
-    torch.manual_seed(0)
-    config = SparseViTConfig(
-        hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 4, 2], attention_head_size=16,
-        sparsity_rates=[[4, 4, 2, 1], [2, 1]], fused_blocks=[[1, 3], [0, 1]], fusion_hidden_size=64,
-        drop_path_rate=0.0, layer_scale_init_value=0.3,
-    )
-    model = SparseViTForManipulationLocalization(config).eval()
-    processor = SparseViTImageProcessor(size={"height": 64, "width": 64})
-    [probability] = predict_probabilities(model, processor, [noise_image(70, 90)])
-    median = float(np.median(probability))
-    with torch.no_grad():
-        model.fusion_head.classifier.bias -= float(np.log(median / (1 - median)))
     folder = tmp_path_factory.mktemp("tiny") / "model"
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    write_endpoint_files(folder)
+    model, processor = save_tiny_localizer(folder)
     return folder, model, processor
 
 
