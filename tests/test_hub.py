@@ -331,6 +331,26 @@ def test_push_creates_the_repo_and_uploads_a_complete_folder(fake_api, training_
     assert probability.shape == (example.height, example.width)
 
 
+def test_the_output_picture_is_drawn_again_only_when_the_model_or_the_example_changed(training_folder, tmp_path,
+                                                                                      monkeypatch):
+    import sparsevit_hf.inference as inference
+
+    folder, model, _, _ = training_folder
+    shutil.copyfile(example_picture(tmp_path), folder / "example.jpg")
+    assert hub.write_widget_output(folder, "example.jpg") == "example_output.png"
+    first = (folder / "example_output.png").read_bytes()
+    loads = []
+    load = inference.load_model
+    monkeypatch.setattr(inference, "load_model", lambda *args, **kwargs: loads.append(args) or load(*args, **kwargs))
+    assert hub.write_widget_output(folder, "example.jpg") == "example_output.png"
+    assert loads == []  # up to date: kept (a push right after write_model_card does not predict again)
+    with torch.no_grad():
+        model.fusion_head.classifier.bias += 3.0
+    model.save_pretrained(folder)
+    assert hub.write_widget_output(folder, "example.jpg") == "example_output.png"
+    assert len(loads) == 1 and (folder / "example_output.png").read_bytes() != first
+
+
 def test_push_renders_a_default_card_and_keeps_an_existing_one(fake_api, training_folder):
     folder, _, _, _ = training_folder
     push_to_hub(folder, "someone/sparsevit")

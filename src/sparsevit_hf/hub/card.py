@@ -376,10 +376,18 @@ def find_widget_example(folder: str | os.PathLike) -> str | None:
 def write_widget_output(folder: str | os.PathLike, example_name: str) -> str | None:
     """Predict the widget example `example_name` with the model saved in `folder` (resize mode, threshold 0.5, on
     the CPU) and save the overlay of `sparsevit-predict` (image | heatmap | outlined region) as
-    `example_output.png`; return its name. Returns None, with a warning, when the folder holds no loadable model."""
+    `example_output.png`; return its name. A picture newer than the weights, the config and the example is kept as
+    it is (a push right after `write_model_card` does not predict again). Returns None, with a warning, when the
+    folder holds no loadable model."""
     from ..inference import ImageLoadError, ModelLoadError, load_image, load_model, overlay_image, predict_probabilities
 
     folder = Path(folder)
+    picture_path = folder / EXAMPLE_OUTPUT_IMAGE
+    sources = [folder / example_name, folder / "config.json", *folder.glob("model*.safetensors*")]
+    if picture_path.is_file() and all(
+        source.stat().st_mtime_ns < picture_path.stat().st_mtime_ns for source in sources if source.is_file()
+    ):
+        return EXAMPLE_OUTPUT_IMAGE
     try:
         model, processor = load_model(folder, device="cpu", dtype="fp32")
         image = load_image(folder / example_name)
@@ -390,7 +398,7 @@ def write_widget_output(folder: str | os.PathLike, example_name: str) -> str | N
     picture = overlay_image(image, probability, title="widget example")
     tmp = folder / f".{EXAMPLE_OUTPUT_IMAGE}.tmp"
     picture.save(tmp, format="PNG", optimize=True)
-    os.replace(tmp, folder / EXAMPLE_OUTPUT_IMAGE)
+    os.replace(tmp, picture_path)
     return EXAMPLE_OUTPUT_IMAGE
 
 
