@@ -5,6 +5,8 @@ import base64
 import importlib.util
 import io
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -238,3 +240,54 @@ def test_the_native_mode_refuses_images_above_its_limit(handler, handler_module,
     with pytest.raises(ValueError, match="use mode 'tiled'"):
         handler({"inputs": noise_image(65, 64), "parameters": {"mode": "native"}})
     assert handler({"inputs": noise_image(65, 64), "parameters": {"mode": "tiled"}})
+
+
+def test_huggingface_hub_inference_client_reads_what_the_handler_returns(tiny_folder, handler, monkeypatch):
+    """`InferenceClient.image_segmentation` against the handler behind a stand-in for the endpoint toolkit on
+    127.0.0.1 (an `image/*` body becomes a PIL image; a JSON body is passed as it is; a ValueError is a 400)."""
+    import huggingface_hub.constants
+    from huggingface_hub import InferenceClient
+
+    class Toolkit(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            if self.headers.get("Content-Type", "").startswith("application/json"):
+                data = json.loads(body)
+            else:
+                data = {"inputs": Image.open(io.BytesIO(body))}
+            try:
+                status, answer = 200, handler(data)
+            except ValueError as error:
+                status, answer = 400, {"error": str(error)}
+            payload = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+
+    _, model, processor = tiny_folder
+    image = noise_image(70, 90)
+    [probability] = predict_probabilities(model, processor, [image])
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # the server is this process, on loopback
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Toolkit)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client = InferenceClient(model=f"http://127.0.0.1:{server.server_port}")
+        for threshold in (None, 0.3):  # raw image bytes without parameters, base64 JSON with them
+            segments = client.image_segmentation(encoded(image), threshold=threshold)
+            expected = handler({"inputs": image, "parameters": {"threshold": threshold or 0.5}})
+            assert [(s.label, s.score) for s in segments] == [(e["label"], e["score"]) for e in expected]
+            for segment, element in zip(segments, expected, strict=True):
+                assert segment.mask.size == (90, 70)
+                np.testing.assert_array_equal(np.asarray(segment.mask), decode_mask(element["mask"]))
+        with pytest.raises(Exception, match="64 x 20 pixels"):
+            client.image_segmentation(encoded(noise_image(20, 64)))
+    finally:
+        server.shutdown()
+        thread.join()
+    check_output(expected, probability, threshold=0.3)
