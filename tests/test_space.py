@@ -105,6 +105,7 @@ def client(app_url, tmp_path_factory):
 
 
 def example(space_dir) -> Path:
+    """The Space's first example: a spliced photo."""
     return sorted((space_dir / "examples").glob("*.jpg"))[0]
 
 
@@ -135,8 +136,9 @@ def check_heatmap(base: Image.Image, masks: dict[str, np.ndarray], probability: 
 def test_a_local_model_becomes_a_complete_space(space_dir, model_folder):
     names = {path.relative_to(space_dir).as_posix() for path in space_dir.rglob("*") if path.is_file()}
     assert {"app.py", "handler.py", "requirements.txt", "README.md", "model/model.safetensors", "model/config.json",
-            "model/preprocessor_config.json", "model/modeling_sparsevit.py", "model/handler.py"} <= names
-    assert len([name for name in names if name.startswith("examples/")]) >= 2
+            "model/preprocessor_config.json", "model/modeling_sparsevit.py"} <= names
+    examples = sorted(name for name in names if name.startswith("examples/"))
+    assert [name.split("-")[2] for name in examples] == ["splicing", "copy_move", "removal"]  # one of each kind
     assert "model/README.md" not in names
     assert (space_dir / "handler.py").read_bytes() == HANDLER_SOURCE.read_bytes()
     assert "\nMODEL = 'model'\n" in (space_dir / "app.py").read_text()

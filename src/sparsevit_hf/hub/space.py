@@ -31,7 +31,8 @@ APP_SOURCE = Path(__file__).with_name("space_app.py")
 MODEL_LINE = "MODEL = None  # sparsevit-space writes the model (a Hub id, or a folder next to app.py) here\n"
 MODEL_FOLDER = "model"
 EXAMPLES_FOLDER = "examples"
-NUM_SYNTHETIC_EXAMPLES = 2
+# One synthetic example per kind of manipulation, in this order.
+SYNTHETIC_EXAMPLE_KINDS = ("splicing", "copy_move", "removal")
 # The Hub's limit for a Space's `short_description`.
 SHORT_DESCRIPTION_LIMIT = 60
 DEFAULT_SHORT_DESCRIPTION = "Find spliced, copy-moved or removed regions in photos"
@@ -147,8 +148,8 @@ def _copy_model(source: Path, target: Path) -> None:
 
 
 def _write_examples(folder: Path, model_folder: Path | None) -> list[str]:
-    """Example photos for the app: the model's widget example when it has one, and held-out synthetic tampered
-    images (scikit-image's photographs, free to publish; they need the `train` extra)."""
+    """Example photos for the app: held-out synthetic tampered images, one per kind of manipulation (scikit-image's
+    photographs, free to publish; they need the `train` extra), and the model's widget example when it has one."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     example = find_widget_example(model_folder) if model_folder is not None else None
@@ -160,14 +161,16 @@ def _write_examples(folder: Path, model_folder: Path | None) -> list[str]:
     except ImportError as error:
         logger.warning("No synthetic example images for the Space (install the `train` extra): %s", error)
         return written
-    index = 0
-    while len(written) < NUM_SYNTHETIC_EXAMPLES + (example is not None) and index < 50:
+    missing = list(SYNTHETIC_EXAMPLE_KINDS)
+    for index in range(200):
         image, _, kind = generate_sample(index, split="test", size=384)
-        if kind != "authentic":
-            name = f"synthetic-{kind}-{index}.jpg"
+        if kind in missing:
+            name = f"{SYNTHETIC_EXAMPLE_KINDS.index(kind) + 1}-synthetic-{kind}-{index}.jpg"
             image.save(folder / name, quality=92)
             written.append(name)
-        index += 1
+            missing.remove(kind)
+        if not missing:
+            break
     return written
 
 
