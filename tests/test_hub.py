@@ -169,6 +169,7 @@ def test_a_runs_metrics_become_one_model_index_entry_per_set_and_card_metric(tmp
     card = hub.write_model_card(tmp_path, {**RUN, "eval_results": entries})
     assert (tmp_path / "README.md").read_text(encoding="utf-8") == str(card)
     assert {"handler.py", "requirements.txt"} <= {path.name for path in tmp_path.iterdir()}  # the card refers to them
+    assert card.data.get("widget") is None  # the folder has no example.jpg: no widget pointing at a missing file
     assert not list(tmp_path.glob(".*"))  # no temporary file left behind
     parsed = validate_model_card(str(card), [hub.to_eval_result(e) for e in entries])
     assert len(parsed.data.eval_results) == 3

@@ -355,10 +355,13 @@ def write_model_card(folder: str | os.PathLike, run_info: RunInfo | dict) -> Mod
     folder = Path(folder)
     info = _as_run_info(run_info)
     write_endpoint_files(folder)
-    example = find_widget_example(folder) if info.example_image else None
-    if example is not None and info.example_output is None:
-        info = dataclasses.replace(info, example_image=example, example_output=write_widget_output(folder, example))
-    card = render_model_card(info)
+    example = find_widget_example(folder) if info.example_image else None  # no widget without the picture
+    output = info.example_output
+    if example is not None and output is None:
+        output = write_widget_output(folder, example)
+    card = render_model_card(
+        dataclasses.replace(info, example_image=example, example_output=output if example is not None else None)
+    )
     tmp = folder / ".README.md.tmp"
     tmp.write_text(str(card), encoding="utf-8")
     os.replace(tmp, folder / "README.md")
