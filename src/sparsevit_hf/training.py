@@ -895,7 +895,7 @@ def create_hub_pusher(
     with `push_checkpoints` also the resumable checkpoints, the log and the TensorBoard runs (a second commit)."""
     from huggingface_hub import HfApi
 
-    from .hub.card import UPLOAD_IGNORE_PATTERNS, push_to_hub
+    from .hub import UPLOAD_IGNORE_PATTERNS, push_to_hub
 
     api = HfApi(token=token)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model").repo_id
