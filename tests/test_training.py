@@ -405,6 +405,8 @@ def test_option_parsers():
         (["--hub_model_id", "me/model"], "need --push_to_hub"),
         (["--synthetic_options", '{"no_such_option": 1}'], "--synthetic_options"),
         (["--min_lr", "1", "--learning_rate", "0.1"], "must not exceed"),
+        (["--train_data", "my data/CASIA"], "no such file or folder"),  # cannot be a Hub id: a missing path
+        (["--model_name_or_path", "outputs/run/final"], "no such folder"),
     ],
 )
 def test_bad_arguments_are_rejected_before_any_work(argv, message, run_iml, monkeypatch, capsys):
@@ -445,6 +447,37 @@ def test_every_exit_ends_the_accelerator(failure, run_iml, monkeypatch, tmp_path
     else:
         assert run_iml.main(argv) == (0 if failure is None else 2)
     assert len(ended) == 1
+
+
+def test_help_needs_no_torch():
+    """`--help` answers at once: the script imports only the standard library before parsing."""
+    script = f"""
+import importlib.abc, sys
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "transformers", "sparsevit_hf"):
+            raise ImportError(name + " imported by --help")
+sys.meta_path.insert(0, NoTorch())
+sys.argv = ["run_iml.py", "--help"]
+exec(compile(open({str(SCRIPT)!r}).read(), "run_iml.py", "exec"), {{"__name__": "__main__"}})
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "--model_preset {published,small,tiny}" in result.stdout and "--push_checkpoints" in result.stdout
+
+
+def test_the_script_defaults_are_the_library_defaults(run_iml):
+    """The command line's defaults and `TrainingArguments`' are the same recipe (the script repeats them so that
+    `--help` needs no torch)."""
+    import dataclasses
+
+    from sparsevit_hf.configuration_sparsevit import PRESETS
+
+    assert run_iml.MODEL_PRESET_NAMES == tuple(PRESETS)
+    parsed = T.TrainingArguments.from_namespace(run_iml.parse_args(["--train_data", "synthetic:train"]))
+    for field in dataclasses.fields(T.TrainingArguments):
+        if field.name not in ("train_data", "eval_sets"):
+            assert getattr(parsed, field.name) == getattr(T.TrainingArguments(), field.name), field.name
 
 
 def test_resuming_from_an_incomplete_checkpoint_is_rejected(run_iml, tmp_path, capsys):
