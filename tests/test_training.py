@@ -573,6 +573,30 @@ def test_a_failed_final_push_exits_non_zero(run_iml, hub_mock, tmp_path, caplog)
     assert hub_mock["created"][0]["repo_id"] == "run"
 
 
+def test_load_best_model_at_end_restores_a_sharded_best_model(run_iml, tmp_path, monkeypatch):
+    """With --load_best_model_at_end the run ends with the best evaluated weights, also when the best model was
+    saved in shards (as large or FSDP models are): it used to read `model.safetensors` only."""
+    save_best_model = loop.save_best_model
+    monkeypatch.setattr(
+        loop, "save_best_model", lambda *args, **kwargs: save_best_model(*args, max_shard_size="100KB", **kwargs)
+    )
+    monkeypatch.setattr(loop, "is_better", lambda value, best, greater: best is None)  # the first evaluation wins
+    out = tmp_path / "run"
+    argv = TINY + ["--output_dir", str(out), "--num_train_epochs", "2", "--load_best_model_at_end"]
+    assert run_iml.main(argv) == 0
+    best = out / "best_model"
+    assert (best / "model.safetensors.index.json").is_file() and not (best / "model.safetensors").exists()
+    results = json.loads((out / "all_results.json").read_text())
+    assert results["weights"] == "best" and results["best_step"] == 3 and results["train_steps"] == 6
+    best_results = json.loads((best / "eval_results.json").read_text())["results"]
+    assert results["syn/pixel_f1"] == best_results["syn"]["pixel_f1"]
+    final = load_file(out / "model.safetensors")
+    reloaded = SparseViTForManipulationLocalization.from_pretrained(best).state_dict()
+    assert final.keys() <= reloaded.keys()
+    for name, tensor in final.items():
+        assert torch.equal(tensor, reloaded[name]), name
+
+
 class Preempted(Exception):
     pass
 
