@@ -480,6 +480,12 @@ def test_the_script_defaults_are_the_library_defaults(run_iml):
             assert getattr(parsed, field.name) == getattr(T.TrainingArguments(), field.name), field.name
 
 
+def test_an_epoch_smaller_than_one_batch_is_an_error(run_iml, tmp_path, caplog):
+    assert run_iml.main(tiny_args(output_dir=tmp_path, max_train_samples=3)) == 2
+    assert any("an epoch holds 3 samples, fewer than one batch of 4" in r.getMessage() for r in caplog.records)
+    assert not (tmp_path / "model.safetensors").exists()
+
+
 def test_resuming_from_an_incomplete_checkpoint_is_rejected(run_iml, tmp_path, capsys):
     (tmp_path / "checkpoint-4").mkdir()
     with pytest.raises(SystemExit):
