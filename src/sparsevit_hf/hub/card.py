@@ -335,7 +335,7 @@ CARD_METRICS = {
 
 def card_eval_results(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """`model-index` entries for `RunInfo`: one per evaluation set (name -> metrics, as returned by
-    `sparsevit_hf.training.evaluate`) and `CARD_METRICS` metric with a finite value."""
+    `sparsevit_hf.evaluation.evaluate`) and `CARD_METRICS` metric with a finite value."""
     entries = []
     for set_name, metrics in results.items():
         for metric, display in CARD_METRICS.items():
