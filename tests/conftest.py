@@ -105,3 +105,33 @@ def predict_without_package(folder, image_path, tmp_path):
     import torch
 
     return torch.load(tmp_path / "logits.pt"), stdout.split()
+
+
+def save_tiny_localizer(folder, seed=0):
+    """Save a tiny SparseViT (64 x 64 processor) whose probabilities on noise images straddle 0.5, so that both
+    labels appear, with its Endpoint files; return the model and the processor."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from sparsevit_hf import SparseViTConfig, SparseViTForManipulationLocalization, SparseViTImageProcessor
+    from sparsevit_hf.hub import write_endpoint_files
+    from sparsevit_hf.inference import predict_probabilities
+
+    torch.manual_seed(seed)
+    config = SparseViTConfig(
+        hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 4, 2], attention_head_size=16,
+        sparsity_rates=[[4, 4, 2, 1], [2, 1]], fused_blocks=[[1, 3], [0, 1]], fusion_hidden_size=64,
+        drop_path_rate=0.0, layer_scale_init_value=0.3,
+    )
+    model = SparseViTForManipulationLocalization(config).eval()
+    processor = SparseViTImageProcessor(size={"height": 64, "width": 64})
+    noise = np.random.default_rng(seed).integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    [probability] = predict_probabilities(model, processor, [Image.fromarray(noise)])
+    median = float(np.median(probability))
+    with torch.no_grad():
+        model.fusion_head.classifier.bias -= float(np.log(median / (1 - median)))
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    write_endpoint_files(folder)
+    return model, processor

@@ -298,7 +298,8 @@ def test_the_processor_reads_paths_and_pil_images_like_the_loaders(corpus, proce
 
 
 def test_training_and_evaluation_data_sets_match_the_processor(corpus, processor):
-    from sparsevit_hf.training import IMLEvaluationDataset, IMLTrainingDataset
+    from sparsevit_hf.evaluation import IMLEvaluationDataset
+    from sparsevit_hf.training import IMLTrainingDataset
 
     dataset = _dataset(corpus)
     train = IMLTrainingDataset(dataset, processor, image_size=64, augment=False)

@@ -1,5 +1,6 @@
 """Model card rendering/validation and pushing a folder as a Hub repository (at the huggingface_hub API boundary)."""
 
+
 import shutil
 from pathlib import Path
 
@@ -8,10 +9,11 @@ import pytest
 import torch
 from conftest import predict_without_package
 from huggingface_hub import EvalResult, ModelCard
-from huggingface_hub.utils import filter_repo_objects
+from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects
 from PIL import Image
 
-import sparsevit_hf.hub.card as hub
+import sparsevit_hf.hub as hub
+import sparsevit_hf.hub.push as hub_push
 from sparsevit_hf import SparseViTForManipulationLocalization, SparseViTImageProcessor
 from sparsevit_hf.hub import (
     OFFICIAL_HYPERPARAMETERS,
@@ -21,6 +23,7 @@ from sparsevit_hf.hub import (
     render_model_card,
     validate_model_card,
 )
+from sparsevit_hf.inference import load_model, predict_probabilities
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
@@ -56,13 +59,15 @@ def test_rendered_card_metadata_round_trips(tmp_path):
     data = ModelCard.load(tmp_path / "README.md").data
     assert data.library_name == "transformers"
     assert data.pipeline_tag == "image-segmentation"
-    assert data.license == "apache-2.0"
+    # The official weights have no licence of their own: "other", named and linked.
+    assert data.license == "other"
+    assert data.license_name == "sparsevit-weights" and data.license_link == "https://github.com/scu-zjz/SparseViT"
     assert {"sparsevit", "image-manipulation-localization", "image-forensics"} <= set(data.tags)
     assert data.datasets == ["CASIAv2", "IMD2020"]
     assert data.base_model == "forensics-lab/sparsevit-official"
     assert data.metrics == ["f1", "iou", "roc_auc"]
     assert data.model_name == "sparsevit-catnet"
-    assert data.widget[0]["src"] == "https://huggingface.co/forensics-lab/sparsevit-catnet/resolve/main/example.jpg"
+    assert data.widget == [{"src": "example.jpg", "example_title": "Example"}]  # a file of the repository
     results = {(r.dataset_name, r.metric_type): r for r in data.eval_results}
     assert {key: r.metric_value for key, r in results.items()} == {
         ("CASIAv1", "f1"): 0.8123,
@@ -81,6 +86,10 @@ def test_rendered_card_metadata_round_trips(tmp_path):
     assert "sparsevit-predict forensics-lab/sparsevit-catnet" in text
     assert "@inproceedings{su2025sparsevit" in text and "2412.14598" in text
     assert "Limitations and biases" in text
+    hosted = text.split("## Hosted inference", 1)[1].split("\n## ", 1)[0]
+    assert "trust_remote_code" in hosted and "handler.py" in hosted and "requirements.txt" in hosted
+    assert "sparsevit-space forensics-lab/sparsevit-catnet" in hosted  # how to make the Space that is not there yet
+    assert 'segment["score"]' in text and "mask_threshold" in text
     assert "{{" not in str(card) and "{%" not in str(card)
 
 
@@ -92,6 +101,23 @@ def test_default_card_uses_the_official_recipe_and_has_no_results():
     for name, value in OFFICIAL_HYPERPARAMETERS.items():
         assert f"| {name} | {value} |" in card.text
     assert "CASIAv2, FantasticReality" in card.text
+
+
+def test_a_linked_space_an_output_picture_and_a_known_licence(tmp_path):
+    card = render_model_card(
+        {**RUN, "space_id": "forensics-lab/sparsevit-demo", "example_output": "example_output.png", "license": "mit"}
+    )
+    card.save(tmp_path / "README.md")
+    data = ModelCard.load(tmp_path / "README.md").data
+    assert data.widget == [
+        {"src": "example.jpg", "example_title": "Example", "output": {"url": "example_output.png"}}
+    ]
+    assert data.license == "mit" and data.license_name is None and data.license_link is None
+    text = card.text
+    assert "](example_output.png)" in text  # the output picture, in the card body
+    assert text.count("https://huggingface.co/spaces/forensics-lab/sparsevit-demo") == 2  # top, hosted inference
+    assert "sparsevit-space" not in text
+    assert "The weights are released under the `mit` licence." in text
 
 
 def test_run_info_errors():
@@ -116,6 +142,12 @@ def test_validation_finds_problems():
         validate_model_card(good + "\n{{ forgotten }}\n")
     with pytest.raises(ValueError, match="evaluation results"):
         validate_model_card(good, expected_eval_results=[])
+    with pytest.raises(ValueError, match="license_name"):
+        validate_model_card(good.replace("license_name: sparsevit-weights", "license_name: SparseViT Weights"))
+    with pytest.raises(ValueError, match="license_link"):
+        validate_model_card(good.replace("license_link: https://github.com/scu-zjz/SparseViT\n", ""))
+    with pytest.raises(ValueError, match="widget example"):
+        validate_model_card(good.replace("- src: example.jpg", "- src: ftp://example.org/example.jpg"))
 
 
 def test_custom_template(tmp_path):
@@ -136,6 +168,8 @@ def test_a_runs_metrics_become_one_model_index_entry_per_set_and_card_metric(tmp
     ]  # undefined (NaN) values and metrics that are not card metrics are left out
     card = hub.write_model_card(tmp_path, {**RUN, "eval_results": entries})
     assert (tmp_path / "README.md").read_text(encoding="utf-8") == str(card)
+    assert {"handler.py", "requirements.txt"} <= {path.name for path in tmp_path.iterdir()}  # the card refers to them
+    assert card.data.get("widget") is None  # the folder has no example.jpg: no widget pointing at a missing file
     assert not list(tmp_path.glob(".*"))  # no temporary file left behind
     parsed = validate_model_card(str(card), [hub.to_eval_result(e) for e in entries])
     assert len(parsed.data.eval_results) == 3
@@ -154,6 +188,16 @@ def test_the_top_level_model_card_is_the_packaged_template():
 # ------------------------------------------------------------------------------------------------------------------
 # Pushing
 # ------------------------------------------------------------------------------------------------------------------
+def test_the_endpoint_requirements_lift_transformers_and_torch_to_what_the_package_requires(tmp_path):
+    hub.write_endpoint_files(tmp_path)
+    assert (tmp_path / "handler.py").read_bytes() == hub.endpoint.HANDLER_SOURCE.read_bytes()
+    lines = [line for line in (tmp_path / "requirements.txt").read_text().splitlines() if not line.startswith("#")]
+    declared = {line.split(">")[0].split("<")[0]: line for line in hub.runtime_requirements()}
+    assert lines == list(declared.values())
+    assert set(declared) == {"torch", "transformers", "safetensors", "numpy", "pillow"}
+    assert ">=5.24" in declared["transformers"] and ">=2.13" in declared["torch"]  # setup.cfg's install_requires
+
+
 class FakeHfApi:
     """Records what push_to_hub asks of huggingface_hub; never touches the network."""
 
@@ -176,7 +220,7 @@ class FakeHfApi:
 @pytest.fixture
 def fake_api(monkeypatch):
     FakeHfApi.instances = []
-    monkeypatch.setattr(hub, "HfApi", FakeHfApi)
+    monkeypatch.setattr(hub_push, "HfApi", FakeHfApi)
     return FakeHfApi
 
 
@@ -222,8 +266,6 @@ def example_picture(tmp_path) -> Path:
 
 def uploaded_files(call) -> list[str]:
     """What upload_folder would upload for this call: huggingface_hub's own filter on the folder's files."""
-    from huggingface_hub.utils._paths import DEFAULT_IGNORE_PATTERNS
-
     kwargs = call[2]
     root = Path(kwargs["folder_path"])
     names = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
@@ -266,13 +308,49 @@ def test_push_creates_the_repo_and_uploads_a_complete_folder(fake_api, training_
         "modeling_sparsevit.py",
         "image_processing_sparsevit.py",
         "image_decoding_sparsevit.py",
+        "handler.py",
+        "requirements.txt",
         "README.md",
         "example.jpg",
+        "example_output.png",
     }
     assert not set(files) & set(junk)
     card = ModelCard.load(folder / "README.md")
-    assert card.data.widget[0]["src"].endswith("/forensics-lab/sparsevit-tiny/resolve/main/example.jpg")
+    assert card.data.widget == [
+        {"src": "example.jpg", "example_title": "Example", "output": {"url": "example_output.png"}}
+    ]
+    assert "](example_output.png)" in card.text
     assert len(card.data.eval_results) == 3
+
+    # The widget's output picture is the overlay of the model's prediction on the example (image | heatmap | region).
+    model, processor = load_model(folder)
+    example = Image.open(folder / "example.jpg").convert("RGB")
+    [probability] = predict_probabilities(model, processor, [example])
+    output = Image.open(folder / hub.EXAMPLE_OUTPUT_IMAGE)
+    assert output.mode == "RGB" and output.width > 3 * example.width and output.height > example.height
+    heatmap_panel = np.asarray(output)[-example.height :, output.width // 3 : 2 * output.width // 3]
+    assert heatmap_panel.std() > 0  # a real heatmap, not a blank panel
+    assert probability.shape == (example.height, example.width)
+
+
+def test_the_output_picture_is_drawn_again_only_when_the_model_or_the_example_changed(training_folder, tmp_path,
+                                                                                      monkeypatch):
+    import sparsevit_hf.inference as inference
+
+    folder, model, _, _ = training_folder
+    shutil.copyfile(example_picture(tmp_path), folder / "example.jpg")
+    assert hub.write_widget_output(folder, "example.jpg") == "example_output.png"
+    first = (folder / "example_output.png").read_bytes()
+    loads = []
+    load = inference.load_model
+    monkeypatch.setattr(inference, "load_model", lambda *args, **kwargs: loads.append(args) or load(*args, **kwargs))
+    assert hub.write_widget_output(folder, "example.jpg") == "example_output.png"
+    assert loads == []  # up to date: kept (a push right after write_model_card does not predict again)
+    with torch.no_grad():
+        model.fusion_head.classifier.bias += 3.0
+    model.save_pretrained(folder)
+    assert hub.write_widget_output(folder, "example.jpg") == "example_output.png"
+    assert len(loads) == 1 and (folder / "example_output.png").read_bytes() != first
 
 
 def test_push_renders_a_default_card_and_keeps_an_existing_one(fake_api, training_folder):
@@ -282,6 +360,7 @@ def test_push_renders_a_default_card_and_keeps_an_existing_one(fake_api, trainin
     assert api.calls[0][2]["private"] is False
     card = ModelCard.load(folder / "README.md")
     assert card.data.pipeline_tag == "image-segmentation" and card.data.get("widget") is None  # no example image
+    assert (folder / "handler.py").is_file() and "handler.py" in files_to_upload(folder)
     (folder / "README.md").write_text(str(card) + "\nHand-written notes.\n")
     push_to_hub(folder, "someone/sparsevit")
     assert "Hand-written notes." in (folder / "README.md").read_text()
@@ -299,6 +378,10 @@ def test_push_refuses_incomplete_folders_before_touching_the_hub(fake_api, train
     with pytest.raises(ValueError, match="pipeline_tag"):
         push_to_hub(folder, "someone/sparsevit")
     assert all(not api.calls for api in fake_api.instances)
+    (folder / "README.md").unlink()
+    (folder / "handler.py").unlink()
+    with pytest.raises(ValueError, match=r"handler\.py.*write_endpoint_files"):
+        hub.check_repo_folder(folder)
 
 
 def test_what_would_be_uploaded_loads_with_remote_code_without_the_package(fake_api, training_folder, tmp_path):

@@ -46,7 +46,9 @@ def saved(tiny_config, tmp_path):
     return folder, images, paths, probabilities
 
 
-def check_segments(segments, probability):
+def check_segments(segments, probability, threshold=0.5, scored=True):
+    """Masks: the map thresholded at `threshold`, one per label present. Scores: the mean probability of the
+    segment's label over its pixels (p for "manipulated", 1 - p for "authentic"), or None in the semantic format."""
     height, width = probability.shape
     labels = [segment["label"] for segment in segments]
     assert set(labels) <= LABELS and len(labels) == len(set(labels))
@@ -56,10 +58,17 @@ def check_segments(segments, probability):
         assert isinstance(mask, Image.Image) and mask.mode == "L" and mask.size == (width, height)
         values = np.asarray(mask)
         assert set(np.unique(values)) <= {0, 255}
-        expected = probability > 0.5 if segment["label"] == "manipulated" else probability <= 0.5
+        manipulated = segment["label"] == "manipulated"
+        expected = probability > threshold if manipulated else probability <= threshold
         np.testing.assert_array_equal(values == 255, expected)
         union |= values == 255
-        assert "score" in segment  # None: the semantic format of the pipeline carries no score
+        if scored:
+            label_probability = probability if manipulated else 1.0 - probability
+            assert isinstance(segment["score"], float) and 0.0 <= segment["score"] <= 1.0
+            assert segment["score"] == pytest.approx(float(label_probability[expected].mean()), abs=1e-5)
+            assert segment["score"] > threshold if manipulated else segment["score"] >= 1.0 - threshold
+        else:
+            assert segment["score"] is None
     assert union.all()
 
 
@@ -80,7 +89,11 @@ def test_pipeline_with_the_package_installed(saved, monkeypatch):
     assert len(batch) == 2
     for segments, probability in zip(batch, probabilities, strict=True):
         check_segments(segments, probability)
-    check_segments(segmenter(images[0], subtask="semantic"), probabilities[0])
+    # mask_threshold moves the pixel threshold; `threshold` (the pipeline's 0.9 by default) drops nothing.
+    check_segments(segmenter(images[0], mask_threshold=0.4), probabilities[0], threshold=0.4)
+    check_segments(segmenter(images[0], threshold=0.99), probabilities[0])
+    # The semantic format is still there on request, without scores (transformers' pipeline gives None).
+    check_segments(segmenter(images[0], subtask="semantic"), probabilities[0], scored=False)
 
     # trust_remote_code=True (which the model card recommends) still uses the installed classes.
     trusting = pipeline("image-segmentation", model=str(folder), trust_remote_code=True)
@@ -109,7 +122,8 @@ def test_pipeline_with_remote_code_and_without_the_package(saved, tmp_path):
 
         def encode(segments):
             return [
-                {{"label": s["label"], "size": list(s["mask"].size), "pixels": int((np.asarray(s["mask"]) > 0).sum())}}
+                {{"label": s["label"], "size": list(s["mask"].size), "pixels": int((np.asarray(s["mask"]) > 0).sum()),
+                 "score": s["score"]}}
                 for s in segments
             ]
 
@@ -132,8 +146,34 @@ def test_pipeline_with_remote_code_and_without_the_package(saved, tmp_path):
         return {label: ([width, height], count) for label, count in segments.items() if count}
 
     def got(segments):
+        assert all(isinstance(segment["score"], float) for segment in segments)  # numeric scores via remote code too
         return {segment["label"]: (segment["size"], segment["pixels"]) for segment in segments}
 
     assert got(results["pil"]) == expected(probabilities[0])
     assert got(results["path"]) == expected(probabilities[1])
     assert [got(segments) for segments in results["batch"]] == [expected(p) for p in probabilities]
+    for segment in results["pil"]:
+        manipulated = segment["label"] == "manipulated"
+        label_probability = probabilities[0] if manipulated else 1.0 - probabilities[0]
+        region = (probabilities[0] > 0.5) == manipulated
+        assert segment["score"] == pytest.approx(float(label_probability[region].mean()), abs=1e-5)
+
+
+def test_panoptic_post_processing_gives_the_semantic_map_as_scored_segments():
+    processor = SparseViTImageProcessor(size={"height": 64, "width": 64})
+    logits = torch.tensor([[[[-3.0, 0.2], [1.0, 4.0]]]])  # (1, 1, 2, 2): the input was 32 x 32
+    [result] = processor.post_process_panoptic_segmentation(logits, target_sizes=[(20, 30)])
+    [semantic] = processor.post_process_semantic_segmentation(
+        logits, target_sizes=[(20, 30)], return_probabilities=True
+    )
+    assert torch.equal(result["segmentation"], semantic["segmentation"])
+    p = semantic["probabilities"].double()
+    manipulated = semantic["segmentation"] == 1
+    assert result["segments_info"] == [
+        {"id": 0, "label_id": 0, "was_fused": False, "score": pytest.approx(float((1 - p)[~manipulated].mean()))},
+        {"id": 1, "label_id": 1, "was_fused": False, "score": pytest.approx(float(p[manipulated].mean()))},
+    ]
+    # Only the labels present: a threshold above every probability leaves one "authentic" segment of score 1 - mean p.
+    [everything] = processor.post_process_panoptic_segmentation(logits, mask_threshold=1.0, target_sizes=[(20, 30)])
+    assert [info["label_id"] for info in everything["segments_info"]] == [0]
+    assert everything["segments_info"][0]["score"] == pytest.approx(float(1 - p.mean()))

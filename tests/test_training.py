@@ -1,8 +1,9 @@
-"""Training: `sparsevit_hf.training` (presets, optimiser groups, schedule, seeding, checkpoints, Hub pushes) and
-`examples/run_iml.py` end to end on tiny synthetic data (CPU, offline; the Hub is mocked at `HfApi`)."""
+"""Training: `sparsevit_hf.training` (optimiser groups, schedule, seeding, checkpoints, model folders, Hub pushes)
+and `examples/run_iml.py` end to end on tiny synthetic data (CPU, offline; the Hub is mocked at `HfApi`)."""
 
 import importlib.util
 import json
+import math
 import os
 import shutil
 import socket
@@ -17,7 +18,8 @@ from safetensors.torch import load_file
 
 from sparsevit_hf import SparseViTConfig, SparseViTForManipulationLocalization, SparseViTImageProcessor
 from sparsevit_hf import training as T
-from sparsevit_hf.configuration_sparsevit import PUBLISHED_FUSED_BLOCKS, PUBLISHED_SPARSITY_RATES
+from sparsevit_hf.evaluation import collate_iml, parse_eval_specs, parse_robustness, resolve_metric_name
+from sparsevit_hf.training import loop
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "examples" / "run_iml.py"
@@ -106,30 +108,8 @@ def hub_mock(monkeypatch, tmp_path):
 # ------------------------------------------------------------------------------------------------------------------
 # Library parts
 # ------------------------------------------------------------------------------------------------------------------
-def test_scaled_schedule_keeps_the_published_pattern():
-    rates, fused = T.scaled_sparsity_schedule(20, 7)
-    assert rates == [list(r) for r in PUBLISHED_SPARSITY_RATES]
-    assert fused == [list(b) for b in PUBLISHED_FUSED_BLOCKS]
-    assert T.scaled_sparsity_schedule(4, 2) == ([[8, 4, 2, 1], [2, 1]], [[0, 1, 2, 3], [0, 1]])
-    assert T.scaled_sparsity_schedule(8, 3) == ([[8, 8, 4, 4, 2, 2, 1, 1], [2, 2, 1]], [[1, 3, 5, 7], [1, 2]])
-
-
-def test_presets_build_working_models():
-    small = T.preset_config("small")
-    assert small.hidden_sizes == [32, 64, 128, 256] and small.depths == [1, 2, 4, 2]
-    assert small.attention_head_size == 32 and small.fusion_hidden_size == 256
-    model = SparseViTForManipulationLocalization(small).eval()
-    assert 2.5e6 < sum(p.numel() for p in model.parameters()) < 3.2e6
-    with torch.no_grad():
-        assert model(pixel_values=torch.randn(1, 3, 64, 64)).logits.shape == (1, 1, 4, 4)
-    assert T.preset_config("published").hidden_sizes == SparseViTConfig().hidden_sizes
-    assert T.preset_config("tiny", drop_path_rate=0.3).drop_path_rate == 0.3
-    with pytest.raises(ValueError, match="unknown model preset 'huge'"):
-        T.preset_config("huge")
-
-
 def test_parameter_groups_exclude_biases_norms_layer_scales_and_fusion_weights():
-    model = SparseViTForManipulationLocalization(T.preset_config("tiny"))
+    model = SparseViTForManipulationLocalization(SparseViTConfig.from_preset("tiny"))
     decay, no_decay = T.parameter_groups(model, 0.05)
     assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
     names = {id(p): n for n, p in model.named_parameters()}
@@ -145,22 +125,65 @@ def test_parameter_groups_exclude_biases_norms_layer_scales_and_fusion_weights()
     assert "sparsevit.stages.2.blocks.0.attention.qkv.weight" in decay_names
 
 
-def test_warmup_cosine_schedule():
-    schedule = T.WarmupCosineSchedule(base_lr=2e-4, min_lr=5e-7, warmup_steps=10, total_steps=110)
-    assert schedule.lr(0) == 0.0
-    assert schedule.lr(5) == pytest.approx(1e-4)
-    assert schedule.lr(10) == pytest.approx(2e-4)
-    assert schedule.lr(60) == pytest.approx(5e-7 + (2e-4 - 5e-7) / 2)
-    assert schedule.lr(110) == pytest.approx(5e-7)
-    lrs = [schedule.lr(step) for step in range(10, 111)]
-    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
-    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=2e-4)
-    scheduler = T.create_lr_scheduler(optimizer, 2e-4, 5e-7, warmup_steps=500, total_steps=20)  # warm-up capped
+def test_the_model_declares_what_gets_no_weight_decay():
+    """Biases and norm weights (tensors of at most one dimension) never decay; beyond them the model's own
+    `_no_weight_decay_parameters` decides, matched against a parameter's own name."""
+    assert set(SparseViTForManipulationLocalization._no_weight_decay_parameters) == {
+        "layer_scale_1", "layer_scale_2", "fusion_weights"
+    }
+
+    class Scaled(torch.nn.Module):
+        _no_weight_decay_parameters = ("scales",)
+
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Linear(3, 3)
+            self.scales = torch.nn.Parameter(torch.ones(2, 3))
+            self.table = torch.nn.Parameter(torch.ones(2, 3))
+
+    model = Scaled()
+    model.proj.weight.requires_grad_(False)  # frozen: in no group
+    groups = T.parameter_groups(model, 0.1)
+    assert [len(g["params"]) for g in groups] == [1, 2]
+    assert groups[0]["params"][0] is model.table
+    assert {id(p) for p in groups[1]["params"]} == {id(model.scales), id(model.proj.bias)}
+    optimizer = T.create_optimizer(model, 1e-3, 0.1, betas=(0.8, 0.9), eps=1e-6)
+    assert optimizer.defaults["betas"] == (0.8, 0.9) and [g["weight_decay"] for g in optimizer.param_groups] == [0.1, 0]
+
+
+def test_schedule_is_linear_warm_up_then_half_cosine_to_min_lr():
+    """transformers' `get_cosine_with_min_lr_schedule_with_warmup` is the official recipe's schedule."""
+    base, min_lr, warmup, total = 2e-4, 5e-7, 10, 110
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=base)
+    scheduler = T.create_lr_scheduler(optimizer, min_lr, warmup_steps=warmup, total_steps=total)
+    lrs = []
+    for _ in range(total + 1):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[0] == 0.0 and lrs[5] == pytest.approx(base / 2) and lrs[10] == pytest.approx(base)
+    for step in range(warmup, total + 1):
+        cosine = min_lr + (base - min_lr) * 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
+        assert lrs[step] == pytest.approx(cosine, rel=1e-12, abs=1e-20)
+    assert lrs[60] == pytest.approx(min_lr + (base - min_lr) / 2) and lrs[110] == pytest.approx(min_lr)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    # The warm-up is capped below the total; the state restores exactly (resume).
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=base)
+    scheduler = T.create_lr_scheduler(optimizer, min_lr, warmup_steps=500, total_steps=20)
     assert optimizer.param_groups[0]["lr"] == 0.0
     for _ in range(19):
         optimizer.step()
         scheduler.step()
-    assert optimizer.param_groups[0]["lr"] == pytest.approx(2e-4)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(base)
+    restored_optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=base)
+    restored = T.create_lr_scheduler(restored_optimizer, min_lr, warmup_steps=500, total_steps=20)
+    restored.load_state_dict(scheduler.state_dict())
+    restored_optimizer.load_state_dict(optimizer.state_dict())
+    scheduler.step()
+    restored.step()
+    assert restored_optimizer.param_groups[0]["lr"] == optimizer.param_groups[0]["lr"]
+    with pytest.raises(ValueError, match="total_steps must be positive"):
+        T.create_lr_scheduler(optimizer, min_lr, 0, 0)
 
 
 def test_sampler_and_augmentations_depend_only_on_seed_epoch_and_index():
@@ -186,7 +209,7 @@ def test_sampler_and_augmentations_depend_only_on_seed_epoch_and_index():
     assert not torch.equal(dataset[(2, 2)]["pixel_values"], a["pixel_values"])
     # Same items from DataLoader worker processes (the augmentation's automatic per-worker re-seed must not win).
     keys = [(1, 2), (1, 0), (3, 1), (1, 2)]
-    loader = torch.utils.data.DataLoader(dataset, sampler=keys, batch_size=2, num_workers=2, collate_fn=T.collate_iml)
+    loader = torch.utils.data.DataLoader(dataset, sampler=keys, batch_size=2, num_workers=2, collate_fn=collate_iml)
     from_workers = torch.cat([batch["pixel_values"] for batch in loader])
     torch.testing.assert_close(from_workers, torch.stack([dataset[k]["pixel_values"] for k in keys]), rtol=0, atol=0)
 
@@ -227,47 +250,136 @@ def test_save_checkpoint_is_atomic_and_rotates(tmp_path, run_iml):
     assert (tmp_path / "checkpoint-3" / "model.safetensors").is_file()
 
 
-def test_hub_pusher_survives_failures_and_reports_the_final_one(tmp_path):
+def _model_folder(folder, **save_kwargs):
+    model = SparseViTForManipulationLocalization(SparseViTConfig.from_preset("tiny"))
+    model.save_pretrained(folder, **save_kwargs)
+    SparseViTImageProcessor().save_pretrained(folder)
+    return model
+
+
+def test_hub_sync_pushes_in_the_background_survives_failures_and_reports_the_final_one(hub_mock, tmp_path):
     folder = tmp_path / "out"
-    (folder / "checkpoint-1").mkdir(parents=True)
+    _model_folder(folder)
+    (folder / "checkpoint-1").mkdir()
     (folder / "checkpoint-1" / "optimizer.bin").write_text("x")
-    (folder / "model.safetensors").write_text("w")
-    calls = []
+    (folder / "best_model").mkdir()
+    (folder / "best_model" / "model.safetensors").write_text("w")
+    (folder / "log.jsonl").write_text("{}\n")
+    hub_mock["fail"] = {1, 3}
 
-    def upload(snapshot, message):
-        files = sorted(p.relative_to(snapshot).as_posix() for p in Path(snapshot).rglob("*") if p.is_file())
-        calls.append((message, files))
-        if message in ("first", "final"):
-            raise ConnectionError("offline")
-
-    pusher = T.HubPusher(upload, ignore_patterns=["checkpoint-*"])
-    pusher.push(folder, "first")
-    pusher.wait()
-    pusher.push(folder, "second")
-    error = pusher.finish(folder, "final")
+    sync = T.HubSync.create("sparsevit-test", private=True)
+    assert sync.repo_id == "user/sparsevit-test" and hub_mock["created"][0]["private"] is True
+    first = sync.push(folder, "first")
+    first.exception()  # the background upload ran (and failed); training would have gone on
+    (folder / "config.json").touch()  # training rewrites the folder meanwhile: the next push takes a new snapshot
+    sync.push(folder, "second")
+    error = sync.finish(folder, "final")
     assert isinstance(error, ConnectionError)
-    assert [c[0] for c in calls] == ["first", "second", "final"]
-    assert all(files == ["model.safetensors"] for _, files in calls)
-    assert len(pusher.failures) == 2 and pusher.successes == 1
+    assert [u["message"] for u in hub_mock["uploads"]] == ["first", "second", "final"]
+    assert len(sync.failures) == 2 and sync.successes == 1
+    for upload in hub_mock["uploads"]:
+        assert "model.safetensors" in upload["files"] and "README.md" in upload["files"]
+        assert not any(f.startswith(("checkpoint-", "best_model", "log.jsonl")) for f in upload["files"])
+
+
+def test_a_push_waiting_for_its_turn_is_replaced_by_the_newer_one(hub_mock, tmp_path, monkeypatch):
+    import threading
+
+    folder = tmp_path / "out"
+    _model_folder(folder)
+    release = threading.Event()
+    upload = T.HubSync._upload
+
+    def slow_upload(self, snapshot, message):
+        release.wait(30)
+        upload(self, snapshot, message)
+
+    monkeypatch.setattr(T.HubSync, "_upload", slow_upload)
+    sync = T.HubSync("me/model", staging_dir=tmp_path / "staging")
+    (tmp_path / "staging").mkdir()
+    running = sync.push(folder, "one")  # the worker takes it and blocks
+    queued = sync.push(folder, "two")
+    sync.push(folder, "three")  # "two" never started: dropped, its snapshot removed
+    assert queued.cancelled()
+    release.set()
+    sync.wait()
+    assert running.done() and [u["message"] for u in hub_mock["uploads"]] == ["one", "three"]
+    assert not any((tmp_path / "staging").iterdir())  # every snapshot removed
+
+
+def test_push_checkpoints_adds_a_second_commit_with_checkpoints_and_logs(hub_mock, tmp_path):
+    folder = tmp_path / "out"
+    _model_folder(folder)
+    (folder / "checkpoint-2").mkdir()
+    (folder / "checkpoint-2" / "optimizer.bin").write_text("x")
+    (folder / "log.jsonl").write_text("{}\n")
+    sync = T.HubSync("me/model", push_checkpoints=True)
+    assert sync.finish(folder, "End of training") is None
+    model_commit, checkpoint_commit = hub_mock["uploads"]
+    assert not any(f.startswith("checkpoint-") for f in model_commit["files"])
+    assert checkpoint_commit["message"] == "End of training (checkpoints, logs)"
+    assert "checkpoint-2/optimizer.bin" in checkpoint_commit["files"] and "log.jsonl" in checkpoint_commit["files"]
+
+
+def test_the_best_model_reloads_from_a_sharded_save(tmp_path, run_iml):
+    """`load_best_model` reads the folder as `from_pretrained` does, so shards with their index load (a folder
+    without `model.safetensors` broke the reload)."""
+    from accelerate import Accelerator
+
+    best = tmp_path / "best_model"
+    saved = _model_folder(best, max_shard_size="100KB")
+    assert not (best / "model.safetensors").exists() and (best / "model.safetensors.index.json").is_file()
+    (best / "eval_results.json").write_text(json.dumps({"step": 3, "results": {"syn": {"pixel_f1": 0.5}}}))
+    accelerator = Accelerator(cpu=True)
+    model = accelerator.prepare(SparseViTForManipulationLocalization(SparseViTConfig.from_preset("tiny")))
+    assert T.load_best_model(accelerator, model, best)["results"] == {"syn": {"pixel_f1": 0.5}}
+    expected, got = saved.state_dict(), accelerator.unwrap_model(model).state_dict()
+    assert expected.keys() == got.keys()
+    for name in expected:
+        assert torch.equal(got[name], expected[name]), name
+
+
+def test_json_files_are_written_atomically_with_the_usual_permissions(tmp_path):
+    """Importing the training package changes no process-wide state (it used to call `os.umask` twice, racing the
+    push thread), and the files it writes still get the usual 0666 less the umask."""
+    script = f"""
+import os, sys, stat
+def no_umask(mask):
+    raise AssertionError("os.umask called")
+os.umask(0o027)
+os.umask = no_umask
+import sparsevit_hf.training as T
+T.write_json_atomic({str(tmp_path / "a.json")!r}, {{"x": 1}})
+T.write_history({str(tmp_path / "log.jsonl")!r}, [{{"step": 1}}, {{"step": 2}}])
+print(oct(stat.S_IMODE(os.stat({str(tmp_path / "a.json")!r}).st_mode)))
+"""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0o640"
+    assert json.loads((tmp_path / "a.json").read_text()) == {"x": 1}
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert log == [{"step": 1}, {"step": 2}]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "log.jsonl"]  # no temporary file left
 
 
 def test_option_parsers():
-    assert [p.name for p in T.parse_robustness(["jpeg:50,70", "blur:3", "noise:5.5"])] == [
+    assert [p.name for p in parse_robustness(["jpeg:50,70", "blur:3", "noise:5.5"])] == [
         "jpeg50", "jpeg70", "blur3", "noise5.5"
     ]
     for bad in ("jpeg:101", "blur:4", "noise:-1", "sharpen:3", "jpeg", "jpeg:x"):
         with pytest.raises(ValueError):
-            T.parse_robustness([bad])
-    assert T.parse_eval_specs(["a=synthetic:test", "b=/data/x"]) == {"a": "synthetic:test", "b": "/data/x"}
+            parse_robustness([bad])
+    assert parse_eval_specs(["a=synthetic:test", "b=/data/x"]) == {"a": "synthetic:test", "b": "/data/x"}
     for bad in (["synthetic:test"], ["=x"], ["a=x", "a=y"], ["a b=x"]):
         with pytest.raises(ValueError):
-            T.parse_eval_specs(bad)
-    assert T.resolve_metric_name("pixel_f1", ["syn"]) == "syn/pixel_f1"
-    assert T.resolve_metric_name("a/loss", ["a", "b"]) == "a/loss"
+            parse_eval_specs(bad)
+    assert resolve_metric_name("pixel_f1", ["syn"]) == "syn/pixel_f1"
+    assert resolve_metric_name("a/loss", ["a", "b"]) == "a/loss"
     with pytest.raises(ValueError, match="unknown metric"):
-        T.resolve_metric_name("a/f2", ["a"])
+        resolve_metric_name("a/f2", ["a"])
     with pytest.raises(ValueError, match="several sets"):
-        T.resolve_metric_name("pixel_f1", ["a", "b"])
+        resolve_metric_name("pixel_f1", ["a", "b"])
     assert T.is_better(0.5, None, True) and not T.is_better(float("nan"), 0.1, True) and T.is_better(0.1, 0.2, False)
 
 
@@ -293,6 +405,8 @@ def test_option_parsers():
         (["--hub_model_id", "me/model"], "need --push_to_hub"),
         (["--synthetic_options", '{"no_such_option": 1}'], "--synthetic_options"),
         (["--min_lr", "1", "--learning_rate", "0.1"], "must not exceed"),
+        (["--train_data", "my data/CASIA"], "no such file or folder"),  # cannot be a Hub id: a missing path
+        (["--model_name_or_path", "outputs/run/final"], "no such folder"),
     ],
 )
 def test_bad_arguments_are_rejected_before_any_work(argv, message, run_iml, monkeypatch, capsys):
@@ -300,7 +414,7 @@ def test_bad_arguments_are_rejected_before_any_work(argv, message, run_iml, monk
         raise AssertionError("work started despite bad arguments")
 
     monkeypatch.setattr(run_iml, "make_accelerator", no_work)
-    monkeypatch.setattr(run_iml, "load_training_data", no_work)
+    monkeypatch.setattr(run_iml, "load_data", no_work)
     with pytest.raises(SystemExit) as exit_info:
         run_iml.main(argv)
     assert exit_info.value.code == 2
@@ -323,7 +437,7 @@ def test_every_exit_ends_the_accelerator(failure, run_iml, monkeypatch, tmp_path
         def load_fails(args):
             raise failure
 
-        monkeypatch.setattr(run_iml, "load_training_data", load_fails)
+        monkeypatch.setattr(run_iml, "load_data", load_fails)
         argv = tiny_args(output_dir=tmp_path)
     else:
         argv = tiny_args(output_dir=tmp_path, max_train_steps=1)
@@ -333,6 +447,43 @@ def test_every_exit_ends_the_accelerator(failure, run_iml, monkeypatch, tmp_path
     else:
         assert run_iml.main(argv) == (0 if failure is None else 2)
     assert len(ended) == 1
+
+
+def test_help_needs_no_torch():
+    """`--help` answers at once: the script imports only the standard library before parsing."""
+    script = f"""
+import importlib.abc, sys
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "transformers", "sparsevit_hf"):
+            raise ImportError(name + " imported by --help")
+sys.meta_path.insert(0, NoTorch())
+sys.argv = ["run_iml.py", "--help"]
+exec(compile(open({str(SCRIPT)!r}).read(), "run_iml.py", "exec"), {{"__name__": "__main__"}})
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "--model_preset {published,small,tiny}" in result.stdout and "--push_checkpoints" in result.stdout
+
+
+def test_the_script_defaults_are_the_library_defaults(run_iml):
+    """The command line's defaults and `TrainingArguments`' are the same recipe (the script repeats them so that
+    `--help` needs no torch)."""
+    import dataclasses
+
+    from sparsevit_hf.configuration_sparsevit import PRESETS
+
+    assert run_iml.MODEL_PRESET_NAMES == tuple(PRESETS)
+    parsed = T.TrainingArguments.from_namespace(run_iml.parse_args(["--train_data", "synthetic:train"]))
+    for field in dataclasses.fields(T.TrainingArguments):
+        if field.name not in ("train_data", "eval_sets"):
+            assert getattr(parsed, field.name) == getattr(T.TrainingArguments(), field.name), field.name
+
+
+def test_an_epoch_smaller_than_one_batch_is_an_error(run_iml, tmp_path, caplog):
+    assert run_iml.main(tiny_args(output_dir=tmp_path, max_train_samples=3)) == 2
+    assert any("an epoch holds 3 samples, fewer than one batch of 4" in r.getMessage() for r in caplog.records)
+    assert not (tmp_path / "model.safetensors").exists()
 
 
 def test_resuming_from_an_incomplete_checkpoint_is_rejected(run_iml, tmp_path, capsys):
@@ -428,6 +579,30 @@ def test_a_failed_final_push_exits_non_zero(run_iml, hub_mock, tmp_path, caplog)
     assert hub_mock["created"][0]["repo_id"] == "run"
 
 
+def test_load_best_model_at_end_restores_a_sharded_best_model(run_iml, tmp_path, monkeypatch):
+    """With --load_best_model_at_end the run ends with the best evaluated weights, also when the best model was
+    saved in shards (as large or FSDP models are): it used to read `model.safetensors` only."""
+    save_best_model = loop.save_best_model
+    monkeypatch.setattr(
+        loop, "save_best_model", lambda *args, **kwargs: save_best_model(*args, max_shard_size="100KB", **kwargs)
+    )
+    monkeypatch.setattr(loop, "is_better", lambda value, best, greater: best is None)  # the first evaluation wins
+    out = tmp_path / "run"
+    argv = TINY + ["--output_dir", str(out), "--num_train_epochs", "2", "--load_best_model_at_end"]
+    assert run_iml.main(argv) == 0
+    best = out / "best_model"
+    assert (best / "model.safetensors.index.json").is_file() and not (best / "model.safetensors").exists()
+    results = json.loads((out / "all_results.json").read_text())
+    assert results["weights"] == "best" and results["best_step"] == 3 and results["train_steps"] == 6
+    best_results = json.loads((best / "eval_results.json").read_text())["results"]
+    assert results["syn/pixel_f1"] == best_results["syn"]["pixel_f1"]
+    final = load_file(out / "model.safetensors")
+    reloaded = SparseViTForManipulationLocalization.from_pretrained(best).state_dict()
+    assert final.keys() <= reloaded.keys()
+    for name, tensor in final.items():
+        assert torch.equal(tensor, reloaded[name]), name
+
+
 class Preempted(Exception):
     pass
 
@@ -443,7 +618,7 @@ def test_resume_continues_exactly(run_iml, tmp_path, monkeypatch):
     assert run_iml.main(argv + ["--output_dir", str(straight)]) == 0
 
     resumed = tmp_path / "resumed"
-    save_checkpoint = T.save_checkpoint
+    save_checkpoint = loop.save_checkpoint
 
     def save_then_crash(accelerator, output_dir, progress, *args, **kwargs):
         path = save_checkpoint(accelerator, output_dir, progress, *args, **kwargs)
@@ -451,10 +626,10 @@ def test_resume_continues_exactly(run_iml, tmp_path, monkeypatch):
             raise Preempted
         return path
 
-    monkeypatch.setattr(T, "save_checkpoint", save_then_crash)
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_crash)
     with pytest.raises(Preempted):
         run_iml.main(argv + ["--output_dir", str(resumed)])
-    monkeypatch.setattr(T, "save_checkpoint", save_checkpoint)
+    monkeypatch.setattr(loop, "save_checkpoint", save_checkpoint)
     assert not (resumed / "model.safetensors").exists()
     (resumed / "checkpoint-5.tmp").mkdir()  # a later save that was killed half-way: ignored by `latest`
 
@@ -472,7 +647,7 @@ def test_resume_continues_exactly(run_iml, tmp_path, monkeypatch):
     log_b = (resumed / "log.jsonl").read_text().splitlines()
     assert [json.loads(line) for line in log_b] == [json.loads(line) for line in log_a]
     # The straight run really moved: the weights are not the initial ones.
-    initial = SparseViTForManipulationLocalization(T.preset_config("tiny", drop_path_rate=0.2)).state_dict()
+    initial = SparseViTForManipulationLocalization(SparseViTConfig.from_preset("tiny", drop_path_rate=0.2)).state_dict()
     assert not torch.equal(initial["fusion_head.classifier.weight"], expected["fusion_head.classifier.weight"])
 
 

@@ -67,8 +67,9 @@ config_common_kwargs = {
     "dtype": "float16",
     "chunk_size_feed_forward": 5,
     "architectures": ["SparseViTForManipulationLocalization"],
-    "id2label": {0: "background", 1: "tampered", 2: "spliced"},
-    "label2id": {"background": 0, "tampered": 1, "spliced": 2},
+    # SparseViT's labels are always two classes (one output channel); other names are a non-default value.
+    "id2label": {0: "pristine", 1: "tampered"},
+    "label2id": {"pristine": 0, "tampered": 1},
     "problem_type": "regression",
 }
 """,
@@ -108,7 +109,24 @@ def _build_common_tests_package():
 
 
 common, config_common = _build_common_tests_package()
-ConfigTester = config_common.ConfigTester
+
+
+class ConfigTester(config_common.ConfigTester):
+    """transformers' config checks, with SparseViT's label rule in place of the classifier one."""
+
+    def create_and_test_config_with_num_labels(self):
+        # The common check builds 5 labels, then sets 3. SparseViT has one output channel (the probability of
+        # "manipulated"), so two classes are the only meaning num_labels can have; anything else is refused.
+        config = self.config_class(**self.inputs_dict, num_labels=2)
+        self.parent.assertEqual(config.id2label, {0: "authentic", 1: "manipulated"})
+        self.parent.assertEqual(config.label2id, {"authentic": 0, "manipulated": 1})
+        with self.parent.assertRaisesRegex(ValueError, "one channel"):
+            self.config_class(**self.inputs_dict, num_labels=5)
+        with self.parent.assertRaisesRegex(ValueError, "one channel"):
+            config.num_labels = 3
+        self.parent.assertEqual(config.num_labels, 2)
+
+
 ModelTesterMixin = common.ModelTesterMixin
 floats_tensor = common.floats_tensor
 
@@ -246,6 +264,9 @@ class SparseViTModelTest(ModelTesterMixin, unittest.TestCase):
 
     has_attentions = True
     test_resize_embeddings = False  # no token embeddings
+    # The mismatched-shape tests reload with `num_labels=42` to resize a classifier; SparseViT's head has one channel
+    # whatever the labels, and its config refuses any num_labels but 2.
+    test_mismatched_shapes = False
     # `_init_weights` covers every weight and buffer; the mixin only checks this for models it dates after 2022.
     test_can_init_all_missing_weights_before_2023 = True
 

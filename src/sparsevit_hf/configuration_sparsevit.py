@@ -8,6 +8,28 @@ PUBLISHED_SPARSITY_RATES = ([8] * 5 + [4] * 5 + [2] * 5 + [1] * 5, [2] * 4 + [1]
 # The LFF head fuses the output of every block where the stage-3 schedule changes S, and stage 4's blocks 4 and 7
 # (0-based indices inside each attention stage).
 PUBLISHED_FUSED_BLOCKS = ([4, 9, 14, 19], [3, 6])
+# Named model sizes for `SparseViTConfig.from_preset`: `published` is the paper's model (50 M parameters), `small`
+# (2.8 M) trains in minutes on a CPU at 128-256 px, `tiny` (0.1 M) is for tests and smoke runs. The sparsity schedule
+# and fused blocks of the smaller sizes are the published ones resampled to their depths (`scaled_sparsity_schedule`).
+PRESETS = {
+    "published": {},
+    "small": {
+        "hidden_sizes": [32, 64, 128, 256],
+        "depths": [1, 2, 4, 2],
+        "attention_head_size": 32,
+        "fusion_hidden_size": 256,
+        "drop_path_rate": 0.1,
+    },
+    "tiny": {
+        "hidden_sizes": [8, 16, 32, 64],
+        "depths": [1, 1, 2, 2],
+        "attention_head_size": 16,
+        "fusion_hidden_size": 32,
+        "drop_path_rate": 0.0,
+    },
+}
+# The model predicts one channel, the probability of "manipulated"; its two classes are named by `id2label`.
+DEFAULT_ID2LABEL = {0: "authentic", 1: "manipulated"}
 # Where a saved folder's code lives, for `trust_remote_code=True` loading. `save_pretrained` only adds the Auto class
 # of the object being saved, so the config names all four up front.
 AUTO_MAP = {
@@ -16,6 +38,28 @@ AUTO_MAP = {
     "AutoModelForSemanticSegmentation": "modeling_sparsevit.SparseViTForManipulationLocalization",
     "AutoImageProcessor": "image_processing_sparsevit.SparseViTImageProcessor",
 }
+
+
+def _run_ends(rates: list[int]) -> list[int]:
+    """Indices of the last block of every run of equal sparsity rate (the blocks the fusion head reads)."""
+    return [i for i in range(len(rates)) if i == len(rates) - 1 or rates[i + 1] != rates[i]]
+
+
+def scaled_sparsity_schedule(depth3: int, depth4: int) -> tuple[list[list[int]], list[list[int]]]:
+    """The published sparsity schedule resampled to other stage depths, keeping its pattern.
+
+    Block `i` of a stage of depth `d` takes the rate of the published block at the centre of its share,
+    `floor((i + 0.5) * D / d)` (D the published depth), so stage 3 of depth 4 runs S = 8, 4, 2, 1 and stage 4 of
+    depth 2 runs S = 2, 1. As in the paper, the fusion head reads the last block of every run of equal S (the
+    published `fused_blocks` are exactly those). Returns `(sparsity_rates, fused_blocks)`.
+    """
+    rates = []
+    for depth, published in zip((depth3, depth4), PUBLISHED_SPARSITY_RATES):
+        if depth < 1:
+            raise ValueError(f"attention stage depths must be positive, got {depth3}, {depth4}")
+        last = len(published) - 1
+        rates.append([published[min(last, int((i + 0.5) * len(published) / depth))] for i in range(depth)])
+    return rates, [_run_ends(stage) for stage in rates]
 
 
 @strict
@@ -58,6 +102,10 @@ class SparseViTConfig(PreTrainedConfig):
             rate doubles, the "global" S = 1 blocks included. Use it to reproduce the official model's outputs at
             sizes other than 512 (the official code is defined on square inputs whose grids are multiples of L;
             the rule applies per axis elsewhere). Without it, S is kept at every size (the paper's meaning).
+
+    The head has a single output channel (the logit of "manipulated"), so the labels are always two classes:
+    `id2label` defaults to `{0: "authentic", 1: "manipulated"}` (the names may change), and any other `num_labels`
+    is an error. `SparseViTConfig.from_preset("small")` builds a named size (`PRESETS`).
     """
 
     model_type = "sparsevit"
@@ -92,10 +140,37 @@ class SparseViTConfig(PreTrainedConfig):
         self.sparsity_rates = [list(rates) for rates in self.sparsity_rates]
         self.fused_blocks = [list(blocks) for blocks in self.fused_blocks]
         self.auto_map = {**AUTO_MAP, **(kwargs.pop("auto_map", None) or {})}
-        if self.id2label is None and kwargs.get("num_labels") is None:
-            self.id2label = {0: "authentic", 1: "manipulated"}
-            self.label2id = {"authentic": 0, "manipulated": 1}
+        _check_num_labels(kwargs.get("num_labels"))
+        if self.id2label is None:
+            self.id2label = dict(DEFAULT_ID2LABEL)
+        _check_num_labels(len(self.id2label), f"id2label {self.id2label}")
+        if self.label2id is None:
+            self.label2id = {name: int(index) for index, name in self.id2label.items()}
         super().__post_init__(**kwargs)
+
+    @classmethod
+    def from_preset(cls, name: str, **kwargs) -> "SparseViTConfig":
+        """The configuration of a named size (`PRESETS`: `published`, `small`, `tiny`), with keyword overrides.
+
+        Unless given, `sparsity_rates` and `fused_blocks` follow the published pattern at the final `depths`
+        (`scaled_sparsity_schedule`), so `from_preset("small", depths=[1, 2, 8, 3])` is consistent.
+        """
+        if name not in PRESETS:
+            raise ValueError(f"unknown model preset {name!r}; choose one of {', '.join(PRESETS)}")
+        values = {**PRESETS[name], **kwargs}
+        depths = values.get("depths", cls.depths)
+        rates, fused = scaled_sparsity_schedule(depths[2], depths[3])
+        values.setdefault("sparsity_rates", rates)
+        values.setdefault("fused_blocks", [_run_ends(list(stage)) for stage in values["sparsity_rates"]])
+        return cls(**values)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.id2label)
+
+    @num_labels.setter
+    def num_labels(self, num_labels: int):
+        _check_num_labels(num_labels)
 
     @property
     def num_hidden_layers(self) -> int:
@@ -186,6 +261,15 @@ class SparseViTConfig(PreTrainedConfig):
             raise ValueError(f"`drop_path_rate` must be in [0, 1), got {self.drop_path_rate}.")
         if not 0.0 <= self.attention_dropout < 1.0:
             raise ValueError(f"`attention_dropout` must be in [0, 1), got {self.attention_dropout}.")
+
+
+def _check_num_labels(num_labels: int | None, what: str | None = None) -> None:
+    if num_labels is not None and num_labels != 2:
+        raise ValueError(
+            f"SparseViT predicts one channel, the probability that a pixel is manipulated, so its labels are always "
+            f"two classes ({{0: 'authentic', 1: 'manipulated'}}; the names may change), got "
+            f"{what or f'num_labels={num_labels}'}."
+        )
 
 
 __all__ = ["SparseViTConfig"]

@@ -398,6 +398,60 @@ class SparseViTImageProcessor(PilBackend):
             for segmentation, probability in zip(segmentations, maps, strict=True)
         ]
 
+    def post_process_panoptic_segmentation(
+        self,
+        outputs,
+        threshold: float | None = None,
+        mask_threshold: float = 0.5,
+        overlap_mask_area_threshold: float | None = None,
+        target_sizes=None,
+        do_resize: bool | None = None,
+    ):
+        r"""
+        The thresholded map as segments with scores: the format through which `pipeline("image-segmentation")`
+        gives each mask a numeric `score` (its semantic format has `score: None`).
+
+        The label map is that of [`~SparseViTImageProcessor.post_process_semantic_segmentation`] at
+        `mask_threshold`, so the segments cover the same pixels as the semantic format's masks. There is one segment
+        per label present (0 "authentic", 1 "manipulated"), whose id is its label id, and whose score is the **mean,
+        over the segment's pixels, of the probability of its label**: the mean of `p` inside the manipulated region,
+        the mean of `1 - p` inside the authentic one (so the first is above `mask_threshold` and the second at least
+        `1 - mask_threshold`).
+
+        Args:
+            outputs: model output with `logits`, or the logits tensor.
+            threshold (`float`, *optional*):
+                Accepted because the pipeline passes it (default 0.9) to every panoptic post-processing, where it
+                drops mask-classification models' low-scoring candidate segments. SparseViT has no candidates: its
+                segments are the thresholded map, so nothing is dropped and this value is not used. Set the pixel
+                threshold with `mask_threshold`.
+            mask_threshold (`float`, *optional*, defaults to 0.5):
+                A pixel is manipulated when its probability is strictly greater than this value (the pipeline's
+                `mask_threshold=` argument).
+            overlap_mask_area_threshold (`float`, *optional*):
+                Accepted for the same reason as `threshold` and not used: two complementary segments never overlap.
+            target_sizes, do_resize: as in `post_process_semantic_segmentation`.
+
+        Returns:
+            A list (one per image) of dicts with `segmentation` (`torch.LongTensor` `(height, width)`, the segment id
+            of each pixel) and `segments_info` (a list of `{"id", "label_id", "was_fused", "score"}`, `score` a
+            Python float in [0, 1]).
+        """
+        results = self.post_process_semantic_segmentation(
+            outputs,
+            target_sizes=target_sizes,
+            threshold=mask_threshold,
+            return_probabilities=True,
+            do_resize=do_resize,
+        )
+        return [
+            {
+                "segmentation": result["segmentation"],
+                "segments_info": _segments_info(result["segmentation"], result["probabilities"]),
+            }
+            for result in results
+        ]
+
 
 def _is_torch_tensor(value) -> bool:
     return is_torch_available() and isinstance(value, torch.Tensor)
@@ -492,6 +546,17 @@ def _parse_target_size(target_size, index: int) -> tuple[int, int]:
     if len(values) != 2 or values[0] < 1 or values[1] < 1:
         raise ValueError(f"Target size {index} must be (height, width) with positive integers, got {target_size!r}.")
     return values[0], values[1]
+
+
+def _segments_info(segmentation, probability) -> list[dict]:
+    """One entry per label present in a 0/1 label map: its score is the mean probability of that label inside it."""
+    infos = []
+    for label_id, label_probability in ((0, 1.0 - probability), (1, probability)):
+        region = segmentation == label_id
+        if bool(region.any()):
+            score = float(label_probability[region].double().mean())
+            infos.append({"id": label_id, "label_id": label_id, "was_fused": False, "score": score})
+    return infos
 
 
 __all__ = ["SparseViTImageProcessor"]

@@ -333,6 +333,10 @@ class SparseViTPreTrainedModel(PreTrainedModel):
     input_modalities = ("image",)
     supports_gradient_checkpointing = True
     _no_split_modules = ["SparseViTConvBlock", "SparseViTAttentionBlock"]
+    # Parameters (by their own name, the last part of the dotted one) that training keeps free of weight decay, as
+    # the official recipe does, besides biases and normalisation weights: the per-channel layer scales and the
+    # (maps, channels) fusion weights, which are scales, not projections.
+    _no_weight_decay_parameters = ("layer_scale_1", "layer_scale_2", "fusion_weights")
     _supports_sdpa = True
     _can_compile_fullgraph = True
     _can_record_outputs = {

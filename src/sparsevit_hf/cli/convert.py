@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from ..convert import CheckpointError, convert_official_checkpoint, init_from_uniformer, listing
+from ..hub.endpoint import write_endpoint_files
 from ..image_processing_sparsevit import SparseViTImageProcessor
 
 
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     output_dir = Path(args.output_dir)
     model.save_pretrained(output_dir)
     SparseViTImageProcessor().save_pretrained(output_dir)
+    write_endpoint_files(output_dir)  # handler.py and requirements.txt: the folder also serves as an Endpoint
     print(f"converted {report.converted} tensors into {output_dir}")
     if report.dropped:
         print(f"dropped {len(report.dropped)} unused tensors: {listing(report.dropped, limit=8)}")

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..utils import is_local_path
 from .decoding import load_image
 from .errors import IMLDatasetError, MissingFilesError, list_some
 from .features import iml_features
@@ -193,7 +194,7 @@ def _load_part(
             kind = "datasets" if not is_tp_gt and any((path / name).exists() for name in HF_MARKERS) else "folder"
         elif path.exists():
             raise IMLDatasetError(f"{path} is neither a folder nor a .json file")
-        elif spec.startswith((".", "/", "~", "\\")) or "\\" in spec or spec.endswith(".json") or spec.count("/") > 1:
+        elif is_local_path(spec):
             # looks like a local path (a Hub id is "name" or "owner/name")
             raise MissingFilesError(f"data set path not found: {path}")
         else:

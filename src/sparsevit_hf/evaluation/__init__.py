@@ -1,5 +1,7 @@
-"""The field's metrics of image manipulation localization."""
+"""Evaluation of image manipulation localization: the field's metrics, named evaluation sets, robustness
+perturbations, the trivial baselines and the evaluation loop shared by training and stand-alone evaluation."""
 
+from .evaluator import METRIC_NAMES, Evaluator, MetricSettings, evaluate, flatten_results, resolve_metric_name
 from .metrics import (
     EVALUATE_METRIC_SCRIPT,
     IMAGE_SCORES,
@@ -9,15 +11,33 @@ from .metrics import (
     iml_metrics,
     load_evaluate_metric,
 )
+from .robustness import PERTURBATION_KINDS, Perturbation, parse_robustness
 from .roc import ungrouped_roc_auc
+from .sets import IMLEvaluationDataset, collate_iml, is_synthetic_spec, load_evaluation_sets, parse_eval_specs
+from .trivial import trivial_baselines
 
 __all__ = [
     "EVALUATE_METRIC_SCRIPT",
+    "Evaluator",
     "IMAGE_SCORES",
     "PROTOCOLS",
+    "IMLEvaluationDataset",
     "IMLMetric",
+    "METRIC_NAMES",
+    "MetricSettings",
+    "PERTURBATION_KINDS",
+    "Perturbation",
     "binary_roc_auc",
+    "collate_iml",
+    "evaluate",
+    "flatten_results",
     "iml_metrics",
+    "is_synthetic_spec",
     "load_evaluate_metric",
     "ungrouped_roc_auc",
+    "load_evaluation_sets",
+    "parse_eval_specs",
+    "parse_robustness",
+    "resolve_metric_name",
+    "trivial_baselines",
 ]

@@ -1,16 +1,13 @@
-"""Model cards and Hub repositories for SparseViT checkpoints.
+"""Model cards for SparseViT checkpoints.
 
 - `render_model_card` fills the model card template (`model_card.md` at the top of the source repository,
   shipped in the package as `model_card_template.md`; a test keeps the two identical) for one run: model id, base
-  model, data sets, training hyper-parameters and evaluation results (as `model-index` entries). The template is
-  a Jinja template rendered by `huggingface_hub.ModelCard.from_template` (Jinja2 is needed, see
-  `install_requires`). The metadata is validated locally by `validate_model_card` (`ModelCard.validate`
-  needs the network).
-- `push_to_hub` uploads a `save_pretrained` folder as a complete Hub model repository (weights, configs,
-  code files for `trust_remote_code`, README.md, an example image for the widget), leaving out optimizer
-  checkpoints and logs (`UPLOAD_IGNORE_PATTERNS`).
-- `card_eval_results`, `write_model_card` and `write_widget_example` are what a training run
-  (`examples/run_iml.py`) writes into its output folder before pushing it.
+  model, data sets, training hyper-parameters, evaluation results (as `model-index` entries), the widget example
+  and its output picture, the linked Space and the licence. The template is a Jinja template rendered by
+  `huggingface_hub.ModelCard.from_template` (Jinja2 is needed, see `install_requires`). The metadata is validated
+  locally by `validate_model_card` (`ModelCard.validate` needs the network).
+- `card_eval_results`, `write_model_card`, `write_widget_example` and `write_widget_output` are what a training run
+  (`examples/run_iml.py`) and `push_to_hub` write into a model folder.
 """
 
 from __future__ import annotations
@@ -19,12 +16,14 @@ import dataclasses
 import logging
 import math
 import os
-import shutil
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .endpoint import write_endpoint_files
 
 logger = logging.getLogger(__name__)
 
@@ -34,40 +33,14 @@ TASK_NAME = "Image Manipulation Localization"
 REQUIRED_TAGS = ("sparsevit", "image-manipulation-localization", "image-forensics")
 DEFAULT_TAGS = (*REQUIRED_TAGS, "vision", "image-segmentation", "tampering-detection", "custom_code")
 TEMPLATE_NAME = "model_card_template.md"
-# Files a repository needs for `from_pretrained(..., trust_remote_code=True)` and the pipeline.
-CODE_FILES = (
-    "configuration_sparsevit.py",
-    "modeling_sparsevit.py",
-    "image_processing_sparsevit.py",
-    "image_decoding_sparsevit.py",
-)
-REQUIRED_FILES = ("config.json", "preprocessor_config.json", *CODE_FILES, "README.md")
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 EXAMPLE_IMAGE_STEM = "example"
-# Left out of uploads (fnmatch patterns on the path relative to the folder; `*` also matches `/`).
-UPLOAD_IGNORE_PATTERNS = [
-    "checkpoint-*",  # Trainer / accelerate checkpoints, with their optimizer states
-    "*optimizer.*",
-    "*scheduler.*",
-    "*scaler.*",
-    "*rng_state*",
-    "*trainer_state.json",
-    "*training_args.bin",
-    "*.pt",
-    "*.pth",
-    "*.ckpt",
-    "*.bin.tmp",
-    "runs/*",  # TensorBoard
-    "logs/*",
-    "wandb/*",
-    "*events.out.tfevents*",
-    "*.log",
-    "*__pycache__*",
-    "*.pyc",
-    ".*",  # hidden files and folders (.git, .cache, editor files, temporary files)
-    "*/.*",
-    "*.tmp",
-]
+EXAMPLE_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+EXAMPLE_OUTPUT_IMAGE = "example_output.png"
+# The official weights come with no licence of their own: the card says `license: other` and links to their source.
+DEFAULT_LICENSE_NAME = "sparsevit-weights"
+DEFAULT_LICENSE_LINK = "https://github.com/scu-zjz/SparseViT"
+# The Hub's rule for `license_name`: lower-case letters, digits, dots and hyphens.
+LICENSE_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
 
 # The released model's recipe (see the project's notes on the official implementation).
 OFFICIAL_HYPERPARAMETERS = {
@@ -93,7 +66,7 @@ OFFICIAL_TRAINING_DATA = (
     "paper evaluates on CASIAv1, Columbia, NIST16, Coverage and DEF-12k (pixel-level F1)."
 )
 DEFAULT_WEIGHTS_LICENSE = (
-    "The weights are not covered by that license: they follow the terms of the original SparseViT release (see the "
+    "The weights come with no licence of their own: they follow the terms of the original SparseViT release (see the "
     "authors' repository) and of the data sets they were trained on."
 )
 DEFAULT_EVAL_NOTES = (
@@ -107,7 +80,7 @@ class RunInfo:
     """What a model card says about one checkpoint. `model_id` is required; everything else has a default.
 
     Attributes:
-        model_id: Hub repository id (`"user/sparsevit-casia"`); used in the usage snippets and widget URL.
+        model_id: Hub repository id (`"user/sparsevit-casia"`); used in the usage snippets.
         model_name: Display name (title and `model-index` name); defaults to the last part of `model_id`.
         base_model: Hub id of the checkpoint this one was fine-tuned from (`base_model` metadata).
         datasets: Training data set names or Hub ids (`datasets` metadata).
@@ -119,9 +92,17 @@ class RunInfo:
         eval_notes: Sentence under the evaluation table.
         metrics: Metric ids for the metadata (default: those of the evaluation results, else `["f1"]`).
         tags: Extra tags (the required ones are always added).
-        license: SPDX id of the code license (the metadata `license`).
-        weights_license: Sentence about the weights' terms.
+        license: the metadata `license` (an id such as `"apache-2.0"`), when you know the weights' licence. By
+            default the card says `license: other` with `license_name` and `license_link`.
+        license_name: with `license: other`, an id for the weights' terms (lower case, digits, dots, hyphens).
+        license_link: with `license: other`, where the terms are (a URL or a file of the repository).
+        weights_license: Sentence about the weights' terms (default: with `license` unset, that the weights have no
+            licence of their own and follow the original release's and the training data's terms; with `license`
+            set, that the weights are released under it).
         example_image: File name of the widget example inside the repository (`None`: no widget).
+        example_output: File name of the picture of the model's output on the example (the widget's `output` and
+            a picture in the card), or `None`.
+        space_id: Hub id of a Space that runs this model (`user/space`), linked from the card.
         num_parameters: Shown in the model details table when set.
         code_url: Link to the source code, shown when set.
         description: An extra paragraph under the title.
@@ -137,9 +118,13 @@ class RunInfo:
     eval_notes: str = DEFAULT_EVAL_NOTES
     metrics: list[str] | None = None
     tags: list[str] = field(default_factory=list)
-    license: str = "apache-2.0"
-    weights_license: str = DEFAULT_WEIGHTS_LICENSE
+    license: str | None = None
+    license_name: str = DEFAULT_LICENSE_NAME
+    license_link: str = DEFAULT_LICENSE_LINK
+    weights_license: str | None = None
     example_image: str | None = f"{EXAMPLE_IMAGE_STEM}.jpg"
+    example_output: str | None = None
+    space_id: str | None = None
     num_parameters: str | int | None = None
     code_url: str | None = None
     description: str | None = None
@@ -158,7 +143,8 @@ def _as_run_info(run_info: RunInfo | dict) -> RunInfo:
         raise ValueError(f"Unknown run_info keys {unknown}; known keys: {sorted(known)}.")
     if not run_info.get("model_id"):
         raise ValueError("run_info needs a 'model_id' (the Hub repository id, e.g. 'user/sparsevit-casia').")
-    return RunInfo(**{key: value for key, value in run_info.items() if value is not None or key == "example_image"})
+    keep_none = {"example_image", "example_output", "space_id", "license"}
+    return RunInfo(**{key: value for key, value in run_info.items() if value is not None or key in keep_none})
 
 
 def to_eval_result(entry: EvalResult | dict) -> EvalResult:
@@ -212,8 +198,10 @@ def render_model_card(run_info: RunInfo | dict, template_path: str | os.PathLike
 
     Returns:
         A `huggingface_hub.ModelCard` whose `data` holds `library_name: transformers`,
-        `pipeline_tag: image-segmentation`, license, tags, data sets, metrics, base model, the widget example and
-        the evaluation results as `model-index`; `str(card)` is the README.md text.
+        `pipeline_tag: image-segmentation`, the licence (`other` with `license_name` / `license_link` unless
+        `run_info.license` is set), tags, data sets, metrics, base model, the widget example (`src` a file of the
+        repository, `output` the picture of the model's output on it) and the evaluation results as `model-index`;
+        `str(card)` is the README.md text.
     """
     info = _as_run_info(run_info)
     model_name = info.model_name or info.model_id.rstrip("/").split("/")[-1]
@@ -222,16 +210,17 @@ def render_model_card(run_info: RunInfo | dict, template_path: str | os.PathLike
     tags = list(dict.fromkeys([*DEFAULT_TAGS, *info.tags]))
     widget = None
     if info.example_image:
-        widget = [
-            {
-                "src": f"https://huggingface.co/{info.model_id}/resolve/main/{info.example_image}",
-                "example_title": "Example",
-            }
-        ]
+        # A path inside the repository: the Hub resolves it against the repository itself.
+        example = {"src": info.example_image, "example_title": "Example"}
+        if info.example_output:
+            example["output"] = {"url": info.example_output}
+        widget = [example]
+    licence = {"license": info.license} if info.license else {
+        "license": "other", "license_name": info.license_name, "license_link": info.license_link
+    }
     card_data = ModelCardData(
         library_name=LIBRARY_NAME,
         pipeline_tag=PIPELINE_TAG,
-        license=info.license,
         tags=tags,
         datasets=list(info.datasets) or None,
         metrics=metrics,
@@ -239,6 +228,7 @@ def render_model_card(run_info: RunInfo | dict, template_path: str | os.PathLike
         model_name=model_name,
         eval_results=eval_results or None,
         widget=widget,
+        **licence,
     )
     eval_rows = [
         {
@@ -249,6 +239,9 @@ def render_model_card(run_info: RunInfo | dict, template_path: str | os.PathLike
         }
         for result in eval_results
     ]
+    weights_license = info.weights_license or (
+        f"The weights are released under the `{info.license}` licence." if info.license else DEFAULT_WEIGHTS_LICENSE
+    )
     template = Path(template_path) if template_path is not None else default_template_path()
     card = ModelCard.from_template(
         card_data,
@@ -261,9 +254,12 @@ def render_model_card(run_info: RunInfo | dict, template_path: str | os.PathLike
         hyperparameters=info.hyperparameters,
         eval_rows=eval_rows,
         eval_notes=info.eval_notes,
-        weights_license=info.weights_license,
+        weights_license=weights_license,
         num_parameters=info.num_parameters,
         code_url=info.code_url,
+        example_image=info.example_image,
+        example_output=info.example_output,
+        space_id=info.space_id,
     )
     validate_model_card(card, expected_eval_results=eval_results)
     return card
@@ -273,7 +269,8 @@ def validate_model_card(card: ModelCard | str, expected_eval_results: list[EvalR
     """Check a model card offline by parsing its text again with `huggingface_hub`'s classes.
 
     Checks: the YAML header parses; `library_name` is transformers; `pipeline_tag` is image-segmentation; a
-    license is set; the SparseViT tags are present; no Jinja placeholder is left; the `model-index` evaluation
+    license is set (`other` with a valid `license_name` and a `license_link`); every widget example has a `src`;
+    the SparseViT tags are present; no Jinja placeholder is left; the `model-index` evaluation
     results parse back and (when given) equal `expected_eval_results`. Raises `ValueError` listing the
     problems; returns the parsed card.
     """
@@ -290,6 +287,18 @@ def validate_model_card(card: ModelCard | str, expected_eval_results: list[EvalR
         problems.append(f"pipeline_tag is {data.pipeline_tag!r}, expected {PIPELINE_TAG!r}")
     if not data.license:
         problems.append("no license")
+    elif data.license == "other":
+        if not data.license_name or not LICENSE_NAME_PATTERN.match(str(data.license_name)):
+            problems.append(
+                f"license 'other' needs a license_name of lower-case letters, digits, '.' and '-', got "
+                f"{data.license_name!r}"
+            )
+        if not data.license_link:
+            problems.append("license 'other' needs a license_link")
+    for example in data.get("widget") or []:
+        source = example.get("src") if isinstance(example, dict) else None
+        if not source or ("://" in source and not source.startswith("https://")):
+            problems.append(f"widget example {example!r} needs a src: a file of the repository or an https URL")
     missing_tags = [tag for tag in REQUIRED_TAGS if tag not in (data.tags or [])]
     if missing_tags:
         problems.append(f"missing tags {missing_tags}")
@@ -314,104 +323,6 @@ def validate_model_card(card: ModelCard | str, expected_eval_results: list[EvalR
     return parsed
 
 
-def files_to_upload(folder: str | os.PathLike, ignore_patterns: list[str] | None = None) -> list[str]:
-    """The files (POSIX paths relative to `folder`) that `push_to_hub` uploads, filtered exactly as
-    `HfApi.upload_folder` filters them (our ignore patterns plus huggingface_hub's defaults)."""
-    from huggingface_hub.utils import filter_repo_objects
-
-    try:
-        from huggingface_hub.utils._paths import DEFAULT_IGNORE_PATTERNS
-    except ImportError:  # pragma: no cover - older/newer layouts
-        DEFAULT_IGNORE_PATTERNS = [".git", ".git/*", "*/.git", "**/.git/**"]
-    root = Path(folder)
-    relative = sorted(path.relative_to(root).as_posix() for path in root.glob("**/*") if path.is_file())
-    patterns = list(UPLOAD_IGNORE_PATTERNS if ignore_patterns is None else ignore_patterns) + list(
-        DEFAULT_IGNORE_PATTERNS
-    )
-    return list(filter_repo_objects(relative, ignore_patterns=patterns))
-
-
-def check_repo_folder(folder: str | os.PathLike) -> list[str]:
-    """Check that a folder is a complete SparseViT repository (weights, configs, code, README.md) once filtered;
-    return the files that would be uploaded. Raises `ValueError` naming what is missing."""
-    from ..inference.predictor import check_model_folder
-
-    check_model_folder(folder)
-    uploaded = set(files_to_upload(folder))
-    missing = [name for name in REQUIRED_FILES if name not in uploaded]
-    if not any(name in uploaded for name in WEIGHT_FILES):
-        missing.append("model.safetensors")
-    if missing:
-        hint = ""
-        if any(name in CODE_FILES for name in missing):
-            hint = " Save the model and processor after `import sparsevit_hf`, so that save_pretrained copies the code."
-        raise ValueError(f"{os.fspath(folder)!r} is not a complete SparseViT repository: missing {missing}.{hint}")
-    return sorted(uploaded)
-
-
-def push_to_hub(
-    folder: str | os.PathLike,
-    repo_id: str,
-    token: str | None = None,
-    private: bool = False,
-    commit_message: str = "Upload SparseViT model",
-    example_image: str | os.PathLike | None = None,
-    card: ModelCard | RunInfo | dict | None = None,
-):
-    """Push a `save_pretrained` folder as a complete Hub model repository, in one commit.
-
-    The folder must hold the weights, `config.json`, `preprocessor_config.json` and the code files that
-    `save_pretrained` copies (`trust_remote_code`). Before uploading, into the folder itself:
-
-    - `example_image` (a path), when given, is copied as `example<suffix>` (the widget picture);
-    - `README.md` is written from `card` (a `ModelCard`, or a `RunInfo` / dict given to
-      `render_model_card`); without `card`, an existing README.md is kept and a missing one is rendered
-      for `repo_id` with the default recipe.
-
-    The card is validated (`validate_model_card`), the repository is created if needed
-    (`HfApi.create_repo(exist_ok=True)` with `private`), and the folder is uploaded with `upload_folder`
-    without optimizer checkpoints, logs and hidden files (`UPLOAD_IGNORE_PATTERNS`).
-
-    Returns:
-        The `CommitInfo` of the upload.
-    """
-    from ..inference.predictor import check_model_folder
-
-    root = Path(folder)
-    check_model_folder(root)
-    example_name = None
-    if example_image is not None:
-        source = Path(example_image)
-        if not source.is_file():
-            raise FileNotFoundError(f"Example image {os.fspath(source)!r} does not exist.")
-        example_name = f"{EXAMPLE_IMAGE_STEM}{source.suffix.lower() or '.jpg'}"
-        if source.resolve() != (root / example_name).resolve():
-            shutil.copyfile(source, root / example_name)
-
-    readme = root / "README.md"
-    if isinstance(card, ModelCard):
-        readme.write_text(str(card), encoding="utf-8")
-    elif card is not None or not readme.is_file():
-        info = _as_run_info(card if card is not None else {"model_id": repo_id})
-        if example_name is not None:
-            info = dataclasses.replace(info, example_image=example_name)
-        elif not any((root / f"{EXAMPLE_IMAGE_STEM}{suffix}").is_file() for suffix in (".jpg", ".jpeg", ".png")):
-            info = dataclasses.replace(info, example_image=None)
-        readme.write_text(str(render_model_card(info)), encoding="utf-8")
-    validate_model_card(readme.read_text(encoding="utf-8"))
-    check_repo_folder(root)
-
-    api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-    return api.upload_folder(
-        repo_id=repo_id,
-        folder_path=os.fspath(root),
-        repo_type="model",
-        commit_message=commit_message,
-        ignore_patterns=list(UPLOAD_IGNORE_PATTERNS),
-    )
-
-
 # Metrics of `sparsevit_hf.metrics` listed in a model card's `model-index`, with their display names.
 CARD_METRICS = {
     "pixel_f1": "Pixel F1",
@@ -424,7 +335,7 @@ CARD_METRICS = {
 
 def card_eval_results(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """`model-index` entries for `RunInfo`: one per evaluation set (name -> metrics, as returned by
-    `sparsevit_hf.training.evaluate`) and `CARD_METRICS` metric with a finite value."""
+    `sparsevit_hf.evaluation.evaluate`) and `CARD_METRICS` metric with a finite value."""
     entries = []
     for set_name, metrics in results.items():
         for metric, display in CARD_METRICS.items():
@@ -438,13 +349,60 @@ def card_eval_results(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]
 
 
 def write_model_card(folder: str | os.PathLike, run_info: RunInfo | dict) -> ModelCard:
-    """Render `render_model_card` into `folder/README.md`, atomically (a reader never sees half a card)."""
-    card = render_model_card(run_info)
+    """Write the card of the model folder `folder` and the files it refers to: `README.md` (atomically, so a
+    reader never sees half a card), the Endpoint files (`write_endpoint_files`) and, when the folder holds the
+    widget example and a saved model, the picture of the model's output on it (`write_widget_output`)."""
     folder = Path(folder)
+    info = _as_run_info(run_info)
+    write_endpoint_files(folder)
+    example = find_widget_example(folder) if info.example_image else None  # no widget without the picture
+    output = info.example_output
+    if example is not None and output is None:
+        output = write_widget_output(folder, example)
+    card = render_model_card(
+        dataclasses.replace(info, example_image=example, example_output=output if example is not None else None)
+    )
     tmp = folder / ".README.md.tmp"
     tmp.write_text(str(card), encoding="utf-8")
     os.replace(tmp, folder / "README.md")
     return card
+
+
+def find_widget_example(folder: str | os.PathLike) -> str | None:
+    """The name of the widget example (`example.jpg`, `.jpeg`, `.png` or `.webp`) in `folder`, or None."""
+    for suffix in EXAMPLE_IMAGE_SUFFIXES:
+        if (Path(folder) / f"{EXAMPLE_IMAGE_STEM}{suffix}").is_file():
+            return f"{EXAMPLE_IMAGE_STEM}{suffix}"
+    return None
+
+
+def write_widget_output(folder: str | os.PathLike, example_name: str) -> str | None:
+    """Predict the widget example `example_name` with the model saved in `folder` (resize mode, threshold 0.5, on
+    the CPU) and save the overlay of `sparsevit-predict` (image | heatmap | outlined region) as
+    `example_output.png`; return its name. A picture newer than the weights, the config and the example is kept as
+    it is (a push right after `write_model_card` does not predict again). Returns None, with a warning, when the
+    folder holds no loadable model."""
+    from ..inference import ImageLoadError, ModelLoadError, load_image, load_model, overlay_image, predict_probabilities
+
+    folder = Path(folder)
+    picture_path = folder / EXAMPLE_OUTPUT_IMAGE
+    sources = [folder / example_name, folder / "config.json", *folder.glob("model*.safetensors*")]
+    if picture_path.is_file() and all(
+        source.stat().st_mtime_ns < picture_path.stat().st_mtime_ns for source in sources if source.is_file()
+    ):
+        return EXAMPLE_OUTPUT_IMAGE
+    try:
+        model, processor = load_model(folder, device="cpu", dtype="fp32")
+        image = load_image(folder / example_name)
+        [probability] = predict_probabilities(model, processor, [image])
+    except (ModelLoadError, ImageLoadError, ValueError) as error:
+        logger.warning("No output picture for the widget example: %s", error)
+        return None
+    picture = overlay_image(image, probability, title="widget example")
+    tmp = folder / f".{EXAMPLE_OUTPUT_IMAGE}.tmp"
+    picture.save(tmp, format="PNG", optimize=True)
+    os.replace(tmp, picture_path)
+    return EXAMPLE_OUTPUT_IMAGE
 
 
 def write_widget_example(folder: str | os.PathLike, size: int) -> str | None:
@@ -466,19 +424,16 @@ def write_widget_example(folder: str | os.PathLike, size: int) -> str | None:
 
 __all__ = [
     "CARD_METRICS",
-    "CODE_FILES",
+    "EXAMPLE_OUTPUT_IMAGE",
     "OFFICIAL_HYPERPARAMETERS",
-    "REQUIRED_FILES",
-    "UPLOAD_IGNORE_PATTERNS",
     "RunInfo",
     "card_eval_results",
-    "check_repo_folder",
     "default_template_path",
-    "files_to_upload",
-    "push_to_hub",
+    "find_widget_example",
     "render_model_card",
     "to_eval_result",
     "validate_model_card",
     "write_model_card",
     "write_widget_example",
+    "write_widget_output",
 ]

@@ -32,6 +32,7 @@ from PIL import Image
 
 from ..image_decoding_sparsevit import IMAGE_EXTENSIONS, array_to_rgb, decode_image
 from ..image_decoding_sparsevit import ImageDecodingError as ImageLoadError  # the decoder's error, named for this API
+from ..utils import is_local_path
 from .tiling import tile_starts, tile_weights
 
 MODES = ("resize", "native", "tiled")
@@ -130,18 +131,6 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
         raise ValueError(f"Unknown dtype {dtype!r}; use one of fp32, bf16, fp16.") from None
 
 
-def _looks_like_a_path(name: str) -> bool:
-    if name.startswith(("/", "./", "../", "~", "\\")) or os.path.isabs(name) or name in (".", ".."):
-        return True
-    try:
-        from huggingface_hub.utils import validate_repo_id
-
-        validate_repo_id(name)
-    except ValueError:  # HFValidationError: not a repository id, so a local path
-        return True
-    return False
-
-
 def check_model_folder(folder: str | os.PathLike) -> dict:
     """Check that a local folder holds a saved SparseViT model; return its config dictionary.
 
@@ -199,11 +188,9 @@ def load_model(
 
     name = os.fspath(name_or_path)
     local = Path(name).expanduser()
-    if local.exists():
-        check_model_folder(local)
+    if is_local_path(name_or_path):
+        check_model_folder(local)  # a missing folder is an error here, not a Hub request
         name = os.fspath(local)
-    elif _looks_like_a_path(name):
-        raise ModelLoadError(f"Model folder {name!r} does not exist.")
 
     hub_kwargs = {"trust_remote_code": trust_remote_code, "token": token}
     try:

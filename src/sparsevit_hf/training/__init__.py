@@ -1,0 +1,72 @@
+"""Training SparseViT with Accelerate: the loop behind `examples/run_iml.py` and the parts it is made of.
+
+- `arguments`: `TrainingArguments`, what a run does (the official recipe by default);
+- `data`: loading the training specs, the epoch sampler and the augmented, reproducibly seeded training view;
+- `optimization`: AdamW parameter groups and the warm-up + cosine schedule;
+- `checkpoints`: atomic, resumable checkpoints and the run's JSON files;
+- `model_folders`: the output and best-model folders (`save_pretrained` / `from_pretrained`);
+- `hub_sync`: background pushes of the output folder to the Hub;
+- `run_card`: the run's settings and model-card fields;
+- `loop`: `IMLTrainer`, which ties them together.
+
+Evaluation (the loop, named sets, robustness perturbations, trivial baselines) is `sparsevit_hf.evaluation`; size
+presets are `SparseViTConfig.from_preset`.
+"""
+
+from .arguments import TrainingArguments
+from .checkpoints import (
+    CHECKPOINT_PREFIX,
+    COMPLETE_MARKER,
+    TRAINING_STATE_NAME,
+    TrainingProgress,
+    latest_checkpoint,
+    list_checkpoints,
+    load_training_state,
+    resolve_checkpoint,
+    rotate_checkpoints,
+    save_checkpoint,
+    write_history,
+    write_json_atomic,
+)
+from .data import EpochSampler, IMLTrainingDataset, TrainingData, batch_seed, load_training_data, training_loader
+from .hub_sync import HubSync
+from .loop import IMLTrainer, is_better
+from .model_folders import BEST_MODEL_DIR, load_best_model, save_best_model, save_model_folder
+from .optimization import create_lr_scheduler, create_optimizer, no_weight_decay, parameter_groups
+from .run_card import card_run_info, is_hub_id, run_settings
+
+__all__ = [
+    "BEST_MODEL_DIR",
+    "CHECKPOINT_PREFIX",
+    "COMPLETE_MARKER",
+    "EpochSampler",
+    "HubSync",
+    "IMLTrainer",
+    "IMLTrainingDataset",
+    "TRAINING_STATE_NAME",
+    "TrainingArguments",
+    "TrainingData",
+    "TrainingProgress",
+    "batch_seed",
+    "card_run_info",
+    "create_lr_scheduler",
+    "create_optimizer",
+    "is_better",
+    "is_hub_id",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "load_best_model",
+    "load_training_state",
+    "load_training_data",
+    "no_weight_decay",
+    "parameter_groups",
+    "resolve_checkpoint",
+    "rotate_checkpoints",
+    "run_settings",
+    "save_best_model",
+    "save_checkpoint",
+    "save_model_folder",
+    "training_loader",
+    "write_history",
+    "write_json_atomic",
+]
