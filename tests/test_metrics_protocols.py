@@ -245,3 +245,12 @@ def test_the_threshold_sweep_refuses_unordered_thresholds_and_is_nan_without_ima
         ThresholdSweep([0.5, 1.5])
     curve = ThresholdSweep([0.3, 0.5]).compute()
     assert all(math.isnan(v) for v in curve["pixel_f1"]) and curve["num_images"] == 0
+
+
+def test_the_shared_evaluation_settings_carry_the_protocol():
+    from sparsevit_hf.evaluation import MetricSettings
+
+    assert MetricSettings().metric().include_authentic is False
+    imdlbenco = MetricSettings(protocol="imdlbenco").metric()
+    assert (imdlbenco.protocol, imdlbenco.include_authentic) == ("imdlbenco", True)
+    assert MetricSettings(include_authentic=False, protocol="imdlbenco").metric().include_authentic is False
