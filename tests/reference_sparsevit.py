@@ -2,6 +2,11 @@
 
 It shares no code with the package: groups are taken by strided slicing (`x[:, a::S, b::S]`, the tokens S apart),
 so it also covers token grids that are not multiples of S, where the package pads and masks instead.
+
+`official_group_sides` gives the official code's grouping rule: it stores a group side L per block, computed for a
+512 x 512 input (32 // S in stage 3, 16 // S in stage 4), and at run time cuts an n x n grid into blocks of side
+n // L, grouping the tokens at the same position in every block, i.e. the tokens n // L apart. The reference
+applies that rate per axis (at least 1) when `group_sides` are passed.
 """
 
 import torch
@@ -110,15 +115,25 @@ def _conv_block(x, sd, b):
     return x + y
 
 
-def _attention_block(x, sd, b, rate, head_dim):
+def official_group_sides(sparsity_rates, size=512):
+    """Group side per attention block, as the official code computes it for a square input of `size` pixels."""
+    stage3, stage4 = sparsity_rates
+    return [[max(1, (size // 16) // s) for s in stage3], [max(1, (size // 32) // s) for s in stage4]]
+
+
+def _attention_block(x, sd, b, rate, head_dim, group_side=None):
     t = x.permute(0, 2, 3, 1)  # (B, H, W, C)
-    batch, _, _, c = t.shape
+    batch, height, width, c = t.shape
     heads = c // head_dim
+    if group_side is None:
+        rate_h = rate_w = rate
+    else:
+        rate_h, rate_w = max(1, height // group_side), max(1, width // group_side)
     n = _layer_norm(t, sd, f"{b}.norm1", 1e-6)
     out = torch.zeros_like(n)
-    for a in range(rate):
-        for bb in range(rate):
-            group = n[:, a::rate, bb::rate]
+    for a in range(rate_h):
+        for bb in range(rate_w):
+            group = n[:, a::rate_h, bb::rate_w]
             if group.numel() == 0:
                 continue
             gh, gw = group.shape[1:3]
@@ -128,7 +143,7 @@ def _attention_block(x, sd, b, rate, head_dim):
             weights = torch.softmax(q @ k.transpose(-1, -2) * head_dim**-0.5, dim=-1)
             y = (weights @ v).transpose(1, 2).reshape(batch, -1, c)
             y = F.linear(y, sd[f"{b}.attn.proj.weight"], sd[f"{b}.attn.proj.bias"])
-            out[:, a::rate, bb::rate] = y.reshape(batch, gh, gw, c)
+            out[:, a::rate_h, bb::rate_w] = y.reshape(batch, gh, gw, c)
     t = t + sd[f"{b}.gamma_1"] * out
     m = F.linear(_layer_norm(t, sd, f"{b}.norm2", 1e-6), sd[f"{b}.mlp.fc1.weight"], sd[f"{b}.mlp.fc1.bias"])
     m = _conv(m.permute(0, 3, 1, 2), sd, f"{b}.mlp.dwconv.dwconv", padding=1, groups=m.shape[-1])
@@ -138,8 +153,9 @@ def _attention_block(x, sd, b, rate, head_dim):
 
 
 @torch.no_grad()
-def reference_logits(sd, pixel_values, depths, sparsity_rates, fused_blocks, head_dim=64):
-    """Pre-sigmoid logits at 1/16 resolution of the (already padded) input, as the notes describe."""
+def reference_logits(sd, pixel_values, depths, sparsity_rates, fused_blocks, head_dim=64, group_sides=None):
+    """Pre-sigmoid logits at 1/16 resolution of the (already padded) input, as the notes describe; with
+    `group_sides` (from `official_group_sides`), grouped by the official code's rule instead of the rates."""
     x = _patch_embed(pixel_values, sd, 1, 4)
     for i in range(depths[0]):
         x = _conv_block(x, sd, f"encoder_net.blocks1.{i}")
@@ -150,7 +166,8 @@ def reference_logits(sd, pixel_values, depths, sparsity_rates, fused_blocks, hea
     for stage in (3, 4):
         x = _patch_embed(x, sd, stage, 2)
         for i in range(depths[stage - 1]):
-            x = _attention_block(x, sd, f"encoder_net.blocks{stage}.{i}", sparsity_rates[stage - 3][i], head_dim)
+            side = None if group_sides is None else group_sides[stage - 3][i]
+            x = _attention_block(x, sd, f"encoder_net.blocks{stage}.{i}", sparsity_rates[stage - 3][i], head_dim, side)
             if i in fused_blocks[stage - 3]:
                 maps.append(x)
         maps[-1] = _layer_norm(x.permute(0, 2, 3, 1), sd, f"encoder_net.norm{stage}", 1e-6).permute(0, 3, 1, 2)

@@ -582,7 +582,10 @@ def test_evaluate_metric_script_ships_inside_the_package():
     assert EVALUATE_METRIC_SCRIPT.name == "iml_metrics.py"
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"threshold": 0.3, "include_authentic": True, "image_score": "mean"}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"threshold": 0.3, "include_authentic": True, "image_score": "mean"}, {"protocol": "imdlbenco"}],
+)
 def test_evaluate_load_offline_add_batch_and_compute_equal_iml_metrics(tmp_path, monkeypatch, kwargs):
     evaluate = pytest.importorskip("evaluate")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

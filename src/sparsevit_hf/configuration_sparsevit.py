@@ -94,6 +94,14 @@ class SparseViTConfig(PreTrainedConfig):
         layer_norm_eps (`float`, defaults to 1e-6): Epsilon of the block, stage and fusion LayerNorms.
         patch_embedding_layer_norm_eps (`float`, defaults to 1e-5): Epsilon of the patch embedding LayerNorms.
         initializer_range (`float`, defaults to 0.02): Std of the truncated normal init of Linear layers.
+        official_grouping_size (`int`, *optional*): Off by default. When set (the official code's value is 512),
+            the attention blocks group tokens as the official code does: it stores, per block, the group side
+            L = (token grid side at a square input of this many pixels) // S, e.g. 32 // S in stage 3 and 16 // S in
+            stage 4 for 512, and at any input size an axis of n tokens gets the rate max(1, n // L). At that input
+            size nothing changes (for rates that divide its grid, as the published ones do); at 1024 x 1024 every
+            rate doubles, the "global" S = 1 blocks included. Use it to reproduce the official model's outputs at
+            sizes other than 512 (the official code is defined on square inputs whose grids are multiples of L;
+            the rule applies per axis elsewhere). Without it, S is kept at every size (the paper's meaning).
 
     The head has a single output channel (the logit of "manipulated"), so the labels are always two classes:
     `id2label` defaults to `{0: "authentic", 1: "manipulated"}` (the names may change), and any other `num_labels`
@@ -119,6 +127,7 @@ class SparseViTConfig(PreTrainedConfig):
     layer_norm_eps: float = 1e-6
     patch_embedding_layer_norm_eps: float = 1e-5
     initializer_range: float = 0.02
+    official_grouping_size: int | None = None
 
     def __post_init__(self, **kwargs):
         if self.sparsity_rates is None:
@@ -179,6 +188,16 @@ class SparseViTConfig(PreTrainedConfig):
             divisor *= size
         return divisor
 
+    def official_group_side(self, stage: int, sparsity_rate: int) -> int | None:
+        """Group side of a block of attention stage `stage` (2 or 3, 0-based) under `official_grouping_size`, or
+        None when the option is off."""
+        if self.official_grouping_size is None:
+            return None
+        stride = 1
+        for size in self.patch_sizes[: stage + 1]:
+            stride *= size
+        return max(1, (self.official_grouping_size // stride) // sparsity_rate)
+
     @property
     def fusion_stride(self) -> int:
         """Stride of the logit map with respect to the input (16 for the published model)."""
@@ -229,6 +248,13 @@ class SparseViTConfig(PreTrainedConfig):
                     f"`fused_blocks` of stage {stage} must end with the stage's last block ({depth - 1}), whose "
                     f"normalised output the fusion head uses; got {blocks}."
                 )
+        if self.official_grouping_size is not None and (
+            self.official_grouping_size < self.pad_size_divisor or self.official_grouping_size % self.pad_size_divisor
+        ):
+            raise ValueError(
+                f"`official_grouping_size` must be a positive multiple of {self.pad_size_divisor} (the product of "
+                f"`patch_sizes`), or None; got {self.official_grouping_size}."
+            )
         if self.fusion_hidden_size < 1:
             raise ValueError(f"`fusion_hidden_size` must be positive, got {self.fusion_hidden_size}.")
         if not 0.0 <= self.drop_path_rate < 1.0:

@@ -171,10 +171,11 @@ def ungroup_tokens(groups: torch.Tensor, batch: int, height: int, width: int, ra
 class SparseViTSparseSelfAttention(nn.Module):
     """Multi-head self-attention restricted to the S x S interleaved groups of the token grid."""
 
-    def __init__(self, config: SparseViTConfig, width: int, sparsity_rate: int):
+    def __init__(self, config: SparseViTConfig, width: int, sparsity_rate: int, group_side: int | None = None):
         super().__init__()
         self.config = config
         self.sparsity_rate = sparsity_rate
+        self.group_side = group_side  # set by `config.official_grouping_size`: the rate then follows the grid
         self.head_dim = config.attention_head_size
         self.num_heads = width // self.head_dim
         self.scaling = self.head_dim**-0.5
@@ -187,8 +188,12 @@ class SparseViTSparseSelfAttention(nn.Module):
         self, hidden_states: torch.Tensor, output_attentions: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch, height, width, channels = hidden_states.shape
-        # A rate above the grid side gives one row (column) per group, which is what rate = side gives.
-        rate_h, rate_w = min(self.sparsity_rate, height), min(self.sparsity_rate, width)
+        if self.group_side is None:
+            # A rate above the grid side gives one row (column) per group, which is what rate = side gives.
+            rate_h, rate_w = min(self.sparsity_rate, height), min(self.sparsity_rate, width)
+        else:
+            # The official grouping: groups keep their side at any input size, so the rate scales with the grid.
+            rate_h, rate_w = max(1, height // self.group_side), max(1, width // self.group_side)
         pad_h, pad_w = -height % rate_h, -width % rate_w
         if pad_h or pad_w:
             hidden_states = F.pad(hidden_states, (0, 0, 0, pad_w, 0, pad_h))
@@ -259,10 +264,17 @@ class SparseViTMixMlp(nn.Module):
 class SparseViTAttentionBlock(GradientCheckpointingLayer):
     """Pre-norm transformer block with sparse self-attention and layer scale."""
 
-    def __init__(self, config: SparseViTConfig, width: int, sparsity_rate: int, drop_path_rate: float):
+    def __init__(
+        self,
+        config: SparseViTConfig,
+        width: int,
+        sparsity_rate: int,
+        drop_path_rate: float,
+        group_side: int | None = None,
+    ):
         super().__init__()
         self.layernorm_before = nn.LayerNorm(width, eps=config.layer_norm_eps)
-        self.attention = SparseViTSparseSelfAttention(config, width, sparsity_rate)
+        self.attention = SparseViTSparseSelfAttention(config, width, sparsity_rate, group_side)
         self.layer_scale_1 = nn.Parameter(torch.full((width,), config.layer_scale_init_value))
         self.layernorm_after = nn.LayerNorm(width, eps=config.layer_norm_eps)
         self.mlp = SparseViTMixMlp(config, width)
@@ -290,7 +302,8 @@ class SparseViTStage(nn.Module):
         else:
             rates = config.sparsity_rates[stage - 2]
             self.blocks = nn.ModuleList(
-                SparseViTAttentionBlock(config, width, sparsity, rate) for sparsity, rate in zip(rates, drop_path_rates)
+                SparseViTAttentionBlock(config, width, sparsity, rate, config.official_group_side(stage, sparsity))
+                for sparsity, rate in zip(rates, drop_path_rates)
             )
             self.fused_blocks = tuple(config.fused_blocks[stage - 2])
             self.layernorm = nn.LayerNorm(width, eps=config.layer_norm_eps)

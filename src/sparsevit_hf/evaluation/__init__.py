@@ -5,12 +5,14 @@ from .evaluator import METRIC_NAMES, Evaluator, MetricSettings, evaluate, flatte
 from .metrics import (
     EVALUATE_METRIC_SCRIPT,
     IMAGE_SCORES,
+    PROTOCOLS,
     IMLMetric,
     binary_roc_auc,
     iml_metrics,
     load_evaluate_metric,
 )
 from .robustness import PERTURBATION_KINDS, Perturbation, parse_robustness
+from .roc import ungrouped_roc_auc
 from .sets import IMLEvaluationDataset, collate_iml, is_synthetic_spec, load_evaluation_sets, parse_eval_specs
 from .trivial import trivial_baselines
 
@@ -18,6 +20,7 @@ __all__ = [
     "EVALUATE_METRIC_SCRIPT",
     "Evaluator",
     "IMAGE_SCORES",
+    "PROTOCOLS",
     "IMLEvaluationDataset",
     "IMLMetric",
     "METRIC_NAMES",
@@ -31,6 +34,7 @@ __all__ = [
     "iml_metrics",
     "is_synthetic_spec",
     "load_evaluate_metric",
+    "ungrouped_roc_auc",
     "load_evaluation_sets",
     "parse_eval_specs",
     "parse_robustness",

@@ -34,15 +34,17 @@ METRIC_NAMES = (
 class MetricSettings:
     """How probability maps are scored (the arguments of `iml_metrics`): a pixel or image counts as manipulated
     above `threshold`; `include_authentic` counts authentic images in the pixel metrics (F1 0 each, IMDLBenCo
-    rule); `image_score` is `max` or `mean` of the map."""
+    rule; None: the protocol's rule); `image_score` is `max` or `mean` of the map; `protocol` is `exact` or
+    `imdlbenco` (IMDLBenCo's definitions, see `metrics`)."""
 
     threshold: float = 0.5
-    include_authentic: bool = False
+    include_authentic: bool | None = None
     image_score: str = "max"
+    protocol: str = "exact"
 
     def metric(self) -> IMLMetric:
         """A fresh streaming metric with these settings."""
-        return IMLMetric(self.threshold, self.include_authentic, self.image_score)
+        return IMLMetric(self.threshold, self.include_authentic, self.image_score, self.protocol)
 
 
 @torch.no_grad()

@@ -1,11 +1,18 @@
 """Image manipulation localization (IML) metrics.
 
-The metrics follow the conventions of the field (CAT-Net / IMDLBenCo protocol):
+The metrics follow the conventions of the field (CAT-Net / IMDLBenCo protocol), with exact definitions by default
+(`protocol="exact"`) and IMDLBenCo's own on request (`protocol="imdlbenco"`, see "Protocols" below).
+
+Precision
+    Every map is compared in float32, the precision models output: maps of another dtype (float64, float16,
+    bfloat16, bool, integers) are converted to float32 first, and the threshold is rounded to float32 too. So a
+    float32 map and its float64 copy give the same result at every threshold, and a pixel whose float32 value is
+    the float32 of the threshold (0.3 stored as float32 is 0.30000001) is not above it, as in PyTorch and in
+    IMDLBenCo. The pixel AUC and the image scores are computed from the same float32 values.
 
 Pixel level (per image, then averaged over images)
     A pixel is *predicted tampered* when its probability is strictly greater than
-    `threshold` (comparison done in float64). For every image the confusion counts
-    TP / FP / FN / TN are taken over its pixels.
+    `threshold`. For every image the confusion counts TP / FP / FN / TN are taken over its pixels.
 
     * `pixel_f1`: mean over images of `2TP / (2TP + FP + FN)` -- the number
       papers report as "pixel-level F1".
@@ -39,6 +46,31 @@ Authentic images (all-zero masks)
     even an all-clean one) and they add their FP / TN to the summed counts; their AUC
     is undefined and stays out of `pixel_auc`. Image-level metrics always use every
     image.
+
+Protocols
+    `protocol="exact"` (default) is everything above. `protocol="imdlbenco"` computes what IMDLBenCo 0.1.45's
+    evaluators and test loop report, so that numbers compare with published IMDLBenCo tables. Difference by
+    difference:
+
+    1. Authentic images enter the pixel metrics (`include_authentic` defaults to True): F1, permuted F1 and IoU
+       count them as 0, as above.
+    2. `pixel_auc` is IMDLBenCo's per-image AUC (`roc.ungrouped_roc_auc`): the ROC curve walked one pixel at a
+       time without grouping tied scores, so on maps with ties it depends on the order of the tied pixels (here
+       pixel order; in IMDLBenCo the order its unstable `torch.argsort` returns). An image without a tampered
+       pixel scores AUC 0 and counts in the mean; an all-tampered mask gives NaN, which makes the mean NaN, as in
+       IMDLBenCo. `num_pixel_auc_images` counts every image of the pixel metrics.
+    3. The image label is the data set's label when `labels=` are given (IMDLBenCo: 1 for every image with a
+       mask file, 0 for "Negative"; its test scripts re-derive it as "the un-binarised mask has a non-zero
+       value"); without `labels=` it is "the mask has a tampered pixel". A tampered image whose binarised mask is
+       empty is then a tampered image at image level and a pixel-level 0 (F1, IoU, AUC).
+    4. `image_f1` is 0, not NaN, when no image is both tampered and predicted tampered (IMDLBenCo guards its
+       divisions with 1e-9).
+
+    The same otherwise: per-image F1 / IoU at the strict threshold averaged over images, the permuted F1 (its
+    "double" mode), image AUC (scikit-learn) and accuracy. IMDLBenCo computes in float32 with 1e-8 guards in its
+    divisions, which moves F1 and IoU by less than 1e-7. `pixel_f1_dataset` is not an IMDLBenCo metric and keeps
+    its definition. IMDLBenCo's test loop in resize mode scores maps against the mask resized to the model input
+    (nearest neighbour), not at the original size: that is the evaluation loop's choice, not the metric's.
 
 Edge cases
     * Tampered image, empty prediction: F1 = IoU = 0 (TP = 0). Perfect prediction:
@@ -75,9 +107,12 @@ from typing import Any
 
 import numpy as np
 
+from .roc import binary_roc_auc, ungrouped_roc_auc
+
 __all__ = [
     "EVALUATE_METRIC_SCRIPT",
     "IMAGE_SCORES",
+    "PROTOCOLS",
     "IMLMetric",
     "binary_roc_auc",
     "iml_metrics",
@@ -91,44 +126,13 @@ EVALUATE_METRIC_SCRIPT = Path(__file__).resolve().parent / "metric" / "iml_metri
 # Supported poolings of a probability map into an image-level score.
 IMAGE_SCORES = ("max", "mean")
 
+# Metric definitions: the exact ones, or IMDLBenCo's (see the module docstring).
+PROTOCOLS = ("exact", "imdlbenco")
+
 # Columns of the per-image statistics rows.
-_TP, _FP, _FN, _TN, _AUC, _SCORE = range(6)
-_NUM_STATS = 6
-_STAT_NAMES = ("tp", "fp", "fn", "tn", "auc", "score")
-
-
-# ---------------------------------------------------------------------------
-# Helpers: ROC AUC from ranks
-# ---------------------------------------------------------------------------
-
-
-def binary_roc_auc(scores: Any, labels: Any) -> float:
-    """Exact ROC AUC of `scores` against binary `labels` (any shape, flattened).
-
-    Equals the Mann-Whitney statistic `P(s_pos > s_neg) + P(s_pos == s_neg) / 2`,
-    i.e. the trapezoidal area under the ROC curve with ties handled as
-    `sklearn.metrics.roc_auc_score` does. Runs in O(n log n) with two sorts and two
-    binary searches (no Python loop over elements); the count is done in integers,
-    only the final division is a float. Returns NaN when only one class is present.
-    """
-    s = np.asarray(scores).ravel()
-    y = np.asarray(labels).ravel().astype(bool, copy=False)
-    if s.shape != y.shape:
-        raise ValueError(f"scores and labels differ in size: {s.size} vs {y.size}")
-    n_pos = int(np.count_nonzero(y))
-    n_neg = y.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    if s.dtype == np.float16:
-        s = s.astype(np.float32)
-    pos = np.sort(s[y])
-    neg = np.sort(s[~y])
-    # For each positive: (#negatives strictly below) + (#negatives below or equal);
-    # summed, that is twice the number of (pos, neg) pairs won, ties counting 1/2.
-    below = np.searchsorted(neg, pos, side="left")
-    below_or_equal = np.searchsorted(neg, pos, side="right")
-    twice_wins = int(below.sum(dtype=np.int64)) + int(below_or_equal.sum(dtype=np.int64))
-    return twice_wins / (2.0 * n_pos * n_neg)
+_TP, _FP, _FN, _TN, _AUC, _SCORE, _LABEL = range(7)
+_NUM_STATS = 7
+_STAT_NAMES = ("tp", "fp", "fn", "tn", "auc", "score", "label")
 
 
 # ---------------------------------------------------------------------------
@@ -168,8 +172,9 @@ def _as_map(x: Any, what: str, index: int) -> np.ndarray:
 
 
 def _validate_prediction(arr: np.ndarray, index: int) -> np.ndarray:
+    """The map as float32 (see "Precision" in the module docstring), after checking its values."""
     if arr.dtype == np.bool_ or np.issubdtype(arr.dtype, np.integer):
-        arr = arr.astype(np.float64)
+        arr = arr.astype(np.float32)
     elif arr.dtype == np.float16:
         arr = arr.astype(np.float32)
     elif not np.issubdtype(arr.dtype, np.floating):
@@ -192,7 +197,7 @@ def _validate_prediction(arr: np.ndarray, index: int) -> np.ndarray:
             "first (e.g. torch.sigmoid(logits))"
             + (" -- or like a 0-255 map: divide it by 255." if lo >= 0.0 and hi <= 255.0 else ".")
         )
-    return arr
+    return arr.astype(np.float32, copy=False)
 
 
 def _validate_reference(arr: np.ndarray, index: int) -> np.ndarray:
@@ -218,6 +223,12 @@ def _validate_threshold(threshold: Any) -> float:
     if not (0.0 <= value <= 1.0):  # also rejects NaN
         raise ValueError(f"threshold must be in [0, 1], got {threshold!r}.")
     return value
+
+
+def _validate_protocol(protocol: Any) -> str:
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"Unknown protocol {protocol!r}; choose one of {', '.join(map(repr, PROTOCOLS))}.")
+    return protocol
 
 
 def _validate_image_score(image_score: Any) -> str:
@@ -247,9 +258,15 @@ def _as_list(items: Any, what: str) -> list[Any]:
 
 
 def _image_stats(
-    prediction: Any, reference: Any, index: int, threshold: float, image_score: str
-) -> tuple[float, float, float, float, float, float]:
-    """Per-image statistics row (TP, FP, FN, TN, AUC, image score)."""
+    prediction: Any,
+    reference: Any,
+    index: int,
+    threshold: np.float32,
+    image_score: str,
+    protocol: str,
+    label: Any = None,
+) -> tuple[float, ...]:
+    """Per-image statistics row (TP, FP, FN, TN, AUC, image score, image label)."""
     pred = _as_map(prediction, "predictions", index)
     ref = _as_map(reference, "references", index)
     if pred.shape != ref.shape:
@@ -261,7 +278,7 @@ def _image_stats(
     pred = _validate_prediction(pred, index)
     mask = _validate_reference(ref, index)
 
-    predicted = pred > np.float64(threshold)
+    predicted = pred > threshold  # float32 against float32
     n = mask.size
     n_pos = int(np.count_nonzero(mask))
     n_pred = int(np.count_nonzero(predicted))
@@ -269,12 +286,23 @@ def _image_stats(
     fp = n_pred - tp
     fn = n_pos - tp
     tn = n - tp - fp - fn
-    auc = binary_roc_auc(pred, mask)
+    if protocol == "exact":
+        auc = binary_roc_auc(pred, mask)
+    else:
+        auc = ungrouped_roc_auc(pred, mask)
     if image_score == "max":
         score = float(pred.max())
     else:
         score = float(pred.mean(dtype=np.float64))
-    return (float(tp), float(fp), float(fn), float(tn), float(auc), score)
+    image_label = n_pos > 0 if label is None else _validate_label(label, index)
+    return (float(tp), float(fp), float(fn), float(tn), float(auc), score, float(image_label))
+
+
+def _validate_label(label: Any, index: int) -> bool:
+    value = _to_numpy(label)
+    if value.ndim != 0 or value.item() not in (0, 1):
+        raise ValueError(f"labels[{index}] is {label!r}; an image label is 0 (authentic) or 1 (tampered).")
+    return bool(value.item())
 
 
 def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -288,24 +316,25 @@ def _mean_or_nan(values: np.ndarray) -> float:
     return float(values.mean()) if values.size else float("nan")
 
 
-def _metrics_from_stats(stats: np.ndarray, threshold: float, include_authentic: bool) -> dict[str, Any]:
+def _metrics_from_stats(stats: np.ndarray, threshold: float, include_authentic: bool, protocol: str) -> dict[str, Any]:
     stats = np.asarray(stats, dtype=np.float64).reshape(-1, _NUM_STATS)
     # Canonical row order: the results are then bit-identical whatever order (or
     # split across batches / processes) the images arrived in.
     stats = stats[np.lexsort(stats.T[::-1])]
     tp, fp, fn, tn = (stats[:, c] for c in (_TP, _FP, _FN, _TN))
     auc, score = stats[:, _AUC], stats[:, _SCORE]
-    label = (tp + fn) > 0
+    label = stats[:, _LABEL] > 0
     num_images = int(stats.shape[0])
     num_tampered = int(label.sum())
 
-    sel = np.ones(num_images, dtype=bool) if include_authentic else label
+    sel = np.ones(num_images, dtype=bool) if include_authentic else (tp + fn) > 0
     s_tp, s_fp, s_fn, s_tn = tp[sel], fp[sel], fn[sel], tn[sel]
     f1 = _safe_ratio(2 * s_tp, 2 * s_tp + s_fp + s_fn)
     f1_inverted = _safe_ratio(2 * s_fn, 2 * s_fn + s_tn + s_tp)
     iou = _safe_ratio(s_tp, s_tp + s_fp + s_fn)
     sel_auc = auc[sel]
-    sel_auc = sel_auc[np.isfinite(sel_auc)]
+    if protocol == "exact":
+        sel_auc = sel_auc[np.isfinite(sel_auc)]
 
     if sel.any():
         sum_tp, sum_fp, sum_fn = s_tp.sum(), s_fp.sum(), s_fn.sum()
@@ -314,12 +343,17 @@ def _metrics_from_stats(stats: np.ndarray, threshold: float, include_authentic: 
     else:
         f1_dataset = float("nan")
 
-    # Image level.
-    image_pred = score > np.float64(threshold)
+    # Image level. The scores are float32 values (or means of float32 values) held in float64, so comparing them
+    # with the float32 threshold in float64 is the float32 comparison.
+    image_pred = score > float(np.float32(threshold))
     i_tp = int(np.count_nonzero(image_pred & label))
     i_fp = int(np.count_nonzero(image_pred & ~label))
     i_fn = int(np.count_nonzero(~image_pred & label))
     i_den = 2 * i_tp + i_fp + i_fn
+    if protocol == "imdlbenco" and i_tp == 0:
+        image_f1 = 0.0
+    else:
+        image_f1 = (2 * i_tp / i_den) if i_den > 0 else float("nan")
     return {
         "pixel_f1": _mean_or_nan(f1),
         "pixel_f1_dataset": f1_dataset,
@@ -328,7 +362,7 @@ def _metrics_from_stats(stats: np.ndarray, threshold: float, include_authentic: 
         "pixel_auc": _mean_or_nan(sel_auc),
         "image_auc": binary_roc_auc(score, label) if num_images else float("nan"),
         "image_accuracy": float(np.mean(image_pred == label)) if num_images else float("nan"),
-        "image_f1": (2 * i_tp / i_den) if i_den > 0 else float("nan"),
+        "image_f1": image_f1,
         "num_images": num_images,
         "num_authentic": num_images - num_tampered,
         "num_tampered": num_tampered,
@@ -344,9 +378,9 @@ def _metrics_from_stats(stats: np.ndarray, threshold: float, include_authentic: 
 class IMLMetric:
     """Streaming form of `iml_metrics`: same numbers, O(1) memory per image.
 
-    For every image it keeps only TP, FP, FN, TN at `threshold`, the pixel ROC AUC
-    and the image score (label, F1, IoU and permuted F1 follow from the counts), so
-    a large test set can be scored batch by batch::
+    For every image it keeps only TP, FP, FN, TN at `threshold`, the pixel ROC AUC,
+    the image score and the image label (F1, IoU and permuted F1 follow from the
+    counts), so a large test set can be scored batch by batch::
 
         metric = IMLMetric(threshold=0.5)
         for pixel_values, masks in loader:                     # masks: (B, H, W), 0/1
@@ -377,11 +411,22 @@ class IMLMetric:
        once over all processes.
 
     Mixing the two in one metric raises `RuntimeError`; `reset()` starts over.
+
+    `protocol` chooses the definitions (`"exact"` or `"imdlbenco"`, see the module
+    docstring); `include_authentic=None` takes the protocol's rule (exact: False,
+    imdlbenco: True).
     """
 
-    def __init__(self, threshold: float = 0.5, include_authentic: bool = False, image_score: str = "max"):
+    def __init__(
+        self,
+        threshold: float = 0.5,
+        include_authentic: bool | None = None,
+        image_score: str = "max",
+        protocol: str = "exact",
+    ):
         self.threshold = _validate_threshold(threshold)
-        self.include_authentic = bool(include_authentic)
+        self.protocol = _validate_protocol(protocol)
+        self.include_authentic = (protocol == "imdlbenco") if include_authentic is None else bool(include_authentic)
         self.image_score = _validate_image_score(image_score)
         self.reset()
 
@@ -412,36 +457,53 @@ class IMLMetric:
             self._scope = scope
 
     # -- adding data ----------------------------------------------------------
-    def batch_stats(self, predictions: Any, references: Any) -> list[tuple[float, ...]]:
-        """Per-image statistics rows `(tp, fp, fn, tn, auc, score)` of a batch (not stored)."""
+    def batch_stats(self, predictions: Any, references: Any, labels: Any = None) -> list[tuple[float, ...]]:
+        """Per-image statistics rows `(tp, fp, fn, tn, auc, score, label)` of a batch (not stored)."""
         preds = _as_list(predictions, "predictions")
         refs = _as_list(references, "references")
         if len(preds) != len(refs):
             raise ValueError(
                 f"Got {len(preds)} predictions but {len(refs)} references; they must pair up one to one."
             )
+        if labels is None:
+            labels = [None] * len(preds)
+        else:
+            if self.protocol != "imdlbenco":
+                raise ValueError(
+                    "labels= is read by protocol='imdlbenco' only; under the exact protocol an image is tampered "
+                    "when its mask has a tampered pixel."
+                )
+            labels = list(_to_numpy(labels).reshape(-1)) if hasattr(labels, "shape") else list(labels)
+            if len(labels) != len(preds):
+                raise ValueError(f"Got {len(labels)} labels for {len(preds)} predictions; give one label per image.")
+        threshold = np.float32(self.threshold)
         return [
-            _image_stats(p, r, i, self.threshold, self.image_score) for i, (p, r) in enumerate(zip(preds, refs))
+            _image_stats(p, r, i, threshold, self.image_score, self.protocol, label)
+            for i, (p, r, label) in enumerate(zip(preds, refs, labels))
         ]
 
-    def add_batch(self, predictions: Any, references: Any, *, accelerator: Any = None) -> None:
+    def add_batch(self, predictions: Any, references: Any, labels: Any = None, *, accelerator: Any = None) -> None:
         """Add a batch of probability maps and their binary masks.
+
+        `labels` (protocol `"imdlbenco"` only): the images' labels from the data
+        set (0 authentic, 1 tampered), used at image level instead of "the mask has
+        a tampered pixel".
 
         With `accelerator` (an `accelerate.Accelerator`), the per-image statistics
         of this batch are gathered from every process with
         `accelerator.gather_for_metrics` (duplicated tail samples dropped); every
         process must call this for every batch. See the class docstring.
         """
-        rows = self.batch_stats(predictions, references)
+        rows = self.batch_stats(predictions, references, labels)
         if accelerator is None:
             self._extend(rows, "local")
             return
         gathered = accelerator.gather_for_metrics([tuple(r) for r in rows], use_gather_object=True)
         self._extend(gathered, "global")
 
-    def add(self, prediction: Any, reference: Any) -> None:
-        """Add one image (a 2-D map and its mask)."""
-        self.add_batch([prediction], [reference])
+    def add(self, prediction: Any, reference: Any, label: Any = None) -> None:
+        """Add one image (a 2-D map and its mask, and under protocol `"imdlbenco"` optionally its label)."""
+        self.add_batch([prediction], [reference], None if label is None else [label])
 
     def gather(self, accelerator: Any = None) -> IMLMetric:
         """Collect the per-image statistics of every process into every process (in place).
@@ -482,12 +544,13 @@ class IMLMetric:
         """Arrays over the stored images: tp, fp, fn, tn, auc, score, label, f1, f1_permuted, iou.
 
         `f1` / `f1_permuted` / `iou` are 0 on authentic images (IMDLBenCo rule);
-        `auc` is NaN where the mask holds a single class.
+        `auc` is the protocol's per-image AUC (exact: NaN where the mask holds a
+        single class); `label` is the image label (bool).
         """
         stats = np.asarray(self._rows, dtype=np.float64).reshape(-1, _NUM_STATS)
         out = {name: stats[:, i].copy() for i, name in enumerate(_STAT_NAMES)}
         tp, fp, fn, tn = out["tp"], out["fp"], out["fn"], out["tn"]
-        out["label"] = (tp + fn) > 0
+        out["label"] = out["label"] > 0
         f1 = _safe_ratio(2 * tp, 2 * tp + fp + fn)
         out["f1"] = f1
         out["f1_permuted"] = np.maximum(f1, _safe_ratio(2 * fn, 2 * fn + tn + tp))
@@ -497,7 +560,7 @@ class IMLMetric:
     def compute(self) -> dict[str, Any]:
         """Metrics over every stored image (see `iml_metrics` for the keys)."""
         return _metrics_from_stats(
-            np.asarray(self._rows, dtype=np.float64), self.threshold, self.include_authentic
+            np.asarray(self._rows, dtype=np.float64), self.threshold, self.include_authentic, self.protocol
         )
 
 
@@ -510,8 +573,10 @@ def iml_metrics(
     predictions: Any,
     references: Any,
     threshold: float = 0.5,
-    include_authentic: bool = False,
+    include_authentic: bool | None = None,
     image_score: str = "max",
+    protocol: str = "exact",
+    labels: Any = None,
 ) -> dict[str, Any]:
     """Pixel- and image-level manipulation-localization metrics.
 
@@ -522,11 +587,16 @@ def iml_metrics(
         references: the binary masks, same length, each the size of its prediction
             (bool, or int/float holding only 0 and 1; (1, H, W) is squeezed too).
         threshold: a pixel (an image) is predicted tampered when its probability
-            (its score) is strictly greater than this; in [0, 1].
+            (its score) is strictly greater than this; in [0, 1]; compared in float32.
         include_authentic: include images with an empty mask in the pixel metrics,
-            IMDLBenCo way (F1 / IoU / permuted F1 of 0; AUC excluded). Default: leave
-            them out.
+            IMDLBenCo way (F1 / IoU / permuted F1 of 0; AUC excluded under the exact
+            protocol, 0 under IMDLBenCo's). Default (None): the protocol's rule, out
+            for `"exact"`, in for `"imdlbenco"`.
         image_score: pooling of a map into an image score, `"max"` or `"mean"`.
+        protocol: `"exact"` (default) or `"imdlbenco"` (IMDLBenCo's definitions, see
+            the module docstring).
+        labels: `"imdlbenco"` only: per-image labels from the data set (0 / 1), the
+            image-level label instead of "the mask has a tampered pixel".
 
     Returns:
         dict with `pixel_f1`, `pixel_f1_dataset`, `pixel_f1_permuted`,
@@ -539,10 +609,13 @@ def iml_metrics(
             its mask of different shapes (the message names the index and both shapes);
             a map that is not 2-D (or (1, H, W)); predictions outside [0, 1] (logits?)
             or with NaN / inf; a non-binary mask; `threshold` outside [0, 1]; an
-            unknown `image_score`.
+            unknown `image_score` or `protocol`; `labels` under the exact protocol,
+            or a label other than 0 / 1.
     """
-    metric = IMLMetric(threshold=threshold, include_authentic=include_authentic, image_score=image_score)
-    metric.add_batch(predictions, references)
+    metric = IMLMetric(
+        threshold=threshold, include_authentic=include_authentic, image_score=image_score, protocol=protocol
+    )
+    metric.add_batch(predictions, references, labels)
     return metric.compute()
 
 

@@ -30,6 +30,7 @@ Pixel- and image-level metrics of image manipulation localization: per-image pix
 ROC AUC, plus image-level AUC / accuracy / F1 from a pooled image score (max or mean of
 the map). Authentic images (empty masks) are left out of the pixel metrics unless
 include_authentic=True (then their F1 and IoU count as 0, IMDLBenCo convention).
+protocol="imdlbenco" computes IMDLBenCo's definitions instead of the exact ones.
 """
 
 _KWARGS_DESCRIPTION = """\
@@ -39,8 +40,10 @@ Args:
     references: list of binary masks (0/1 or bool), each the size of its prediction.
     threshold: a pixel / image is predicted tampered when its probability / score is
         strictly greater than this (default 0.5).
-    include_authentic: count empty-mask images in the pixel metrics (default False).
+    include_authentic: count empty-mask images in the pixel metrics (default: the
+        protocol's rule, False for "exact", True for "imdlbenco").
     image_score: "max" (default) or "mean" pooling of a map into an image score.
+    protocol: "exact" (default) or "imdlbenco".
 Returns:
     pixel_f1, pixel_f1_dataset, pixel_f1_permuted, pixel_iou, pixel_auc, image_auc,
     image_accuracy, image_f1 (NaN where undefined), num_images, num_authentic,
@@ -100,7 +103,9 @@ class ImlMetrics(evaluate.Metric):
             reference = _as_array(reference, np.float32)
         return super().add(prediction=prediction, reference=reference, **kwargs)
 
-    def _compute(self, predictions, references, threshold=0.5, include_authentic=False, image_score="max"):
+    def _compute(
+        self, predictions, references, threshold=0.5, include_authentic=None, image_score="max", protocol="exact"
+    ):
         preds = [np.asarray(p, dtype=np.float64) for p in predictions]
         refs = [np.asarray(r, dtype=np.float32) for r in references]
         return iml_metrics(
@@ -109,4 +114,5 @@ class ImlMetrics(evaluate.Metric):
             threshold=threshold,
             include_authentic=include_authentic,
             image_score=image_score,
+            protocol=protocol,
         )
