@@ -356,6 +356,18 @@ class SparseViTPreTrainedModel(PreTrainedModel):
             init.constant_(module.fusion_weights, self.config.layer_scale_init_value)
 
 
+def reads_values_for_free(tensor: torch.Tensor) -> bool:
+    """Whether a check of `tensor`'s values (NaN, non-binary labels) costs no device-to-host synchronisation.
+
+    Shape, dtype and size checks read metadata and always run. A check of the values needs the answer on the host:
+    for a CPU tensor that is a pass over memory, but for a tensor on an accelerator (CUDA, MPS, XLA) it would stall
+    the host until the device has caught up, once per step. There the content checks live where the data is still on
+    the CPU: `SparseViTImageProcessor` rejects non-finite images and binarises masks, and the training and inference
+    data paths go through it. Tracing (`torch.compile`, `torch.export`) has no values to read either.
+    """
+    return tensor.device.type == "cpu" and not torch.compiler.is_compiling()
+
+
 def check_pixel_values(pixel_values: torch.Tensor, config: SparseViTConfig) -> None:
     if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 4:
         shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
@@ -373,7 +385,7 @@ def check_pixel_values(pixel_values: torch.Tensor, config: SparseViTConfig) -> N
         )
     if not pixel_values.is_floating_point():
         raise ValueError(f"pixel_values must be floating point (normalised), got {pixel_values.dtype}.")
-    if not torch.compiler.is_compiling() and not torch.isfinite(pixel_values).all():
+    if reads_values_for_free(pixel_values) and not torch.isfinite(pixel_values).all():
         raise ValueError("pixel_values contains NaN or infinite values.")
 
 
@@ -493,7 +505,7 @@ class SparseViTForManipulationLocalization(SparseViTPreTrainedModel):
                 f"labels must have shape (batch, height, width) or (batch, 1, height, width) with batch "
                 f"{pixel_values.shape[0]}, got {tuple(labels.shape)}."
             )
-        if not torch.compiler.is_compiling() and ((labels != 0) & (labels != 1)).any():
+        if reads_values_for_free(labels) and ((labels != 0) & (labels != 1)).any():
             raise ValueError("labels must be binary masks with values 0 (authentic) and 1 (manipulated).")
         return labels.float()
 
