@@ -76,7 +76,8 @@ def test_profile_groups_the_operator_time_and_lists_the_slowest_operators():
         import profile_ops
     finally:
         sys.path.remove(str(BENCHMARKS))
-    wall, groups, ops = profile_ops.profile_forward(64, "fp32", "sdpa", warmup=1)
+    # At 256 x 256 the fp32 global-attention blocks (256 tokens) run torch's fused kernel, the sparse ones bmm.
+    wall, groups, ops = profile_ops.profile_forward(256, "fp32", "sdpa", warmup=1)
     assert wall > 0 and ops == sorted(ops, key=lambda op: -op[2])
     total = sum(groups.values())
     assert groups["matrix products"] > 0 and groups["convolutions"] > 0 and groups["fused attention"] > 0

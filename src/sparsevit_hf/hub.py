@@ -35,7 +35,12 @@ REQUIRED_TAGS = ("sparsevit", "image-manipulation-localization", "image-forensic
 DEFAULT_TAGS = (*REQUIRED_TAGS, "vision", "image-segmentation", "tampering-detection", "custom_code")
 TEMPLATE_NAME = "model_card_template.md"
 # Files a repository needs for `from_pretrained(..., trust_remote_code=True)` and the pipeline.
-CODE_FILES = ("configuration_sparsevit.py", "modeling_sparsevit.py", "image_processing_sparsevit.py")
+CODE_FILES = (
+    "configuration_sparsevit.py",
+    "modeling_sparsevit.py",
+    "attention_sparsevit.py",
+    "image_processing_sparsevit.py",
+)
 REQUIRED_FILES = ("config.json", "preprocessor_config.json", *CODE_FILES, "README.md")
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 EXAMPLE_IMAGE_STEM = "example"
