@@ -7,7 +7,7 @@ TRANSFORMERS_VERSION := 5.24.0
 # distribution only; the test suite runs them against SparseViT from here.
 TRANSFORMERS_TESTS := $(VENV)/transformers-tests
 
-.PHONY: install test demo clean
+.PHONY: install test lint demo clean
 
 $(STAMP): setup.cfg pyproject.toml requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,11 @@ $(STAMP): setup.cfg pyproject.toml requirements-test.txt
 
 install: $(STAMP)
 
+lint: $(STAMP)
+	$(BIN)/ruff check src tests examples benchmarks
+
 test: $(STAMP)
+	$(BIN)/ruff check src tests examples benchmarks
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
 		TRANSFORMERS_TESTS_DIR=$(CURDIR)/$(TRANSFORMERS_TESTS) $(BIN)/python -m pytest -q tests
 

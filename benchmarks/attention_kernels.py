@@ -23,12 +23,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import torch  # noqa: E402
-from _common import DTYPES, machine_description, markdown_table, median, time_call  # noqa: E402
-from transformers.integrations.sdpa_attention import sdpa_attention_forward  # noqa: E402
+import torch
+from _common import DTYPES, machine_description, markdown_table, median, time_call
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from sparsevit_hf import SparseViTConfig  # noqa: E402
-from sparsevit_hf.attention_sparsevit import (  # noqa: E402
+from sparsevit_hf import SparseViTConfig
+from sparsevit_hf.attention_sparsevit import (
     blocked_attention_forward,
     eager_attention_forward,
     prefers_blocked_attention,

@@ -7,10 +7,11 @@
 Costs are counted by `torch.utils.flop_counter.FlopCounterMode` on one forward pass of a randomly initialised model
 (batch 1, no downloads). By default the pass runs on the `meta` device: shapes only, no arithmetic, so every size
 is counted in a second (SparseViT's input check, which reads the pixel values, is skipped there); `--device cpu`
-counts a real pass and gives the same numbers. FlopCounterMode counts matrix products, convolutions and attention; it reports FLOPs = 2 x
-multiply-accumulates (MACs). Biases, normalisations, activations, softmax, residual additions and interpolations are
-not counted. The CPU fused attention kernel (`_scaled_dot_product_flash_attention_for_cpu`) is not in its registry,
-so this script registers the same formula as for the GPU kernels (2 MACs-per-pair products QK^T and AV).
+counts a real pass and gives the same numbers. FlopCounterMode counts matrix products, convolutions and attention; it
+reports FLOPs = 2 x multiply-accumulates (MACs). Biases, normalisations, activations, softmax, residual additions and
+interpolations are not counted. The CPU fused attention kernel (`_scaled_dot_product_flash_attention_for_cpu`) is not
+in its registry, so this script registers the same formula as for the GPU kernels (2 MACs-per-pair products QK^T and
+AV).
 
 The paper's 46.2 G "FLOPs" were counted with fvcore, which (a) counts one unit per multiply-accumulate for matrix
 products and convolutions, i.e. reports MACs, and (b) also counts normalisations (5 per element for an affine
@@ -27,11 +28,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import torch  # noqa: E402
-from _common import build_model, load_official, machine_description, markdown_table, official_logits  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+import torch
+from _common import build_model, load_official, machine_description, markdown_table, official_logits
+from torch.utils.flop_counter import FlopCounterMode
 
-from sparsevit_hf import SparseViTConfig  # noqa: E402
+from sparsevit_hf import SparseViTConfig
 
 ATTENTION_OPS = ("bmm", "baddbmm", "scaled_dot_product", "flash_attention", "efficient_attention")
 
@@ -184,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         if sparse and dense:
             saved = dense["macs"] - sparse["macs"]
             print(
-                f"\nAt {size} x {size} sparsity saves {saved / 1e9:.2f} G MACs ({saved / dense['macs']:.1%} of the dense "
+                f"\nAt {size} x {size} sparsity saves {saved / 1e9:.2f} G MACs "
+                f"({saved / dense['macs']:.1%} of the dense "
                 f"network, {1 - sparse['attention_macs'] / dense['attention_macs']:.1%} of its attention products)."
             )
     if args.output:

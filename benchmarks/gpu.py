@@ -18,8 +18,8 @@ the run ends in time whatever the GPU):
 
 The dry run replaces the GPU by the CPU, the published model by a tiny one, 512 by 64, 2048 and 4096 by 128 and
 256, the batches by 1 and 2, and compiles bf16 only, with dynamo's `eager` backend (graph capture without code
-generation) in place of inductor: every section and table is exercised in about a minute on one CPU thread. Weights are random (seeded, non-degenerate):
-speed does not depend on them and nothing is downloaded.
+generation) in place of inductor: every section and table is exercised in about a minute on one CPU thread.
+Weights are random (seeded, non-degenerate): speed does not depend on them and nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import torch  # noqa: E402
-from _common import (  # noqa: E402
+import torch
+from _common import (
     build_model,
     cleanup,
     machine_description,
@@ -43,7 +43,7 @@ from _common import (  # noqa: E402
     time_call,
 )
 
-from sparsevit_hf import SparseViTConfig  # noqa: E402
+from sparsevit_hf import SparseViTConfig
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 FULL = {"size": 512, "batches": [1, 8, 32, 64], "native": [2048, 4096], "train_batch": 16, "repeats": 10,
@@ -105,7 +105,7 @@ def measure(row: dict, budget: Budget, action, reserve_s: float = 0.0) -> dict:
         return {**row, **action()}
     except torch.OutOfMemoryError:
         return {**row, "error": "out of memory"}
-    except Exception as error:  # noqa: BLE001 (a failed configuration is a result: report it and go on)
+    except Exception as error:  # a failed configuration is a result: report it and go on
         return {**row, "error": f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"}
     finally:
         cleanup()

@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import torch  # noqa: E402
-from _common import DTYPES, build_model, machine_description, markdown_table  # noqa: E402
-from torch.profiler import ProfilerActivity, profile  # noqa: E402
+import torch
+from _common import DTYPES, build_model, machine_description, markdown_table
+from torch.profiler import ProfilerActivity, profile
 
 GROUPS = {
     "matrix products": (

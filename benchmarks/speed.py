@@ -31,8 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import torch  # noqa: E402
-from _common import (  # noqa: E402
+import torch
+from _common import (
     build_model,
     cleanup,
     load_official,
@@ -43,7 +43,7 @@ from _common import (  # noqa: E402
     sync,
     time_call,
 )
-from torch.nn import functional as F  # noqa: E402
+from torch.nn import functional as F
 
 DTYPE_NAMES = {"fp32": "fp32", "bf16": "bf16 weights", "amp": "bf16 autocast"}
 
@@ -389,6 +389,14 @@ def fmt(value, digits=3):
     return str(value)
 
 
+def compile_cell(result: dict) -> str:
+    """Compilation plus first call, and the compiled latency relative to eager measured interleaved with it."""
+    if not (result["compile"] and result.get("interleaved_eager_s")):
+        return "-"
+    ratio = median(result["interleaved_compiled_s"]) / median(result["interleaved_eager_s"])
+    return f"{result['first_call_s']:.0f} (x{ratio:.2f} of eager)"
+
+
 def tables(results: list[dict], machine: dict) -> str:
     ceilings = [r for r in results if r["kind"] == "ceiling" and "error" not in r]
     ceiling = ceilings[0] if ceilings else {}
@@ -397,7 +405,8 @@ def tables(results: list[dict], machine: dict) -> str:
     if ceiling:
         parts.append(
             "Matrix-product ceiling (2048^3 torch.mm): "
-            f"fp32 {ceiling['matmul_fp32_gflops']:.0f} GFLOP/s, bf16 {ceiling['matmul_bf16_gflops']:.0f} GFLOP/s at the "
+            f"fp32 {ceiling['matmul_fp32_gflops']:.0f} GFLOP/s, "
+            f"bf16 {ceiling['matmul_bf16_gflops']:.0f} GFLOP/s at the "
             "start of the run"
             + (f" ({end_ceiling['matmul_fp32_gflops']:.0f} and {end_ceiling['matmul_bf16_gflops']:.0f} at the end)"
                if end_ceiling else "")
@@ -456,8 +465,7 @@ def tables(results: list[dict], machine: dict) -> str:
                 f"{r['throughput_img_s']:.3g} @ {r['throughput_batch']}" if r.get("throughput_s") else "-",
                 f"{r['latency_peak_mib']:.0f}",
                 f"{r['throughput_peak_mib']:.0f}" if r.get("throughput_s") else "-",
-                (f"{r['first_call_s']:.0f} (x{median(r['interleaved_compiled_s']) / median(r['interleaved_eager_s']):.2f}"
-                 " of eager)") if r["compile"] and r.get("interleaved_eager_s") else "-",
+                compile_cell(r),
                 f"{r['mask_agreement']:.2%}" if "mask_agreement" in r else "-",
             ]
         )
@@ -465,7 +473,8 @@ def tables(results: list[dict], machine: dict) -> str:
         parts.append(
             markdown_table(
                 ["size", "dtype", "attention", "compiled", "latency b1 (s)", "CPU s b1", "GFLOP/s (of matmul ceiling)",
-                 "throughput (img/s @ batch)", "peak MiB b1", "peak MiB batch", "compile + 1st call s (latency vs uncompiled, interleaved)",
+                 "throughput (img/s @ batch)", "peak MiB b1", "peak MiB batch",
+                 "compile + 1st call s (latency vs uncompiled, interleaved)",
                  "mask agreement vs fp32"],
                 infer_rows,
             )
@@ -566,7 +575,10 @@ def main(argv: list[str] | None = None) -> int:
         results.append(result)
         summary = result.get("error") or ""
         if "matmul_fp32_gflops" in result:
-            summary = f"matmul fp32 {result['matmul_fp32_gflops']:.0f} GFLOP/s, bf16 {result['matmul_bf16_gflops']:.0f} GFLOP/s"
+            summary = (
+                f"matmul fp32 {result['matmul_fp32_gflops']:.0f} GFLOP/s, "
+                f"bf16 {result['matmul_bf16_gflops']:.0f} GFLOP/s"
+            )
         if "latency_s" in result:
             summary = f"latency {median(result['latency_s']):.3f} s"
         elif "step_s" in result:
@@ -577,7 +589,8 @@ def main(argv: list[str] | None = None) -> int:
                        f"ours bf16 eager {median(result['ours_bf16_eager_s']):.3f} s")
         print(f"    {summary} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
         if args.output:  # after every configuration, so that an interrupted run keeps what it measured
-            Path(args.output).write_text(json.dumps({"machine": machine, "args": vars(args), "results": results}, indent=2))
+            record = {"machine": machine, "args": vars(args), "results": results}
+            Path(args.output).write_text(json.dumps(record, indent=2))
     print(f"total {time.perf_counter() - started:.0f} s", file=sys.stderr)
     machine["load_average_at_end"] = os.getloadavg()
     print(tables(results, machine))

@@ -251,7 +251,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.synthetic_options is not None and not isinstance(args.synthetic_options, dict):
         parser.error("--synthetic_options must be a JSON object")
     if args.synthetic_options is not None:
-        from sparsevit_hf.synthetic import SyntheticTamperingConfig
+        from sparsevit_hf.data.synthetic import SyntheticTamperingConfig
 
         try:
             SyntheticTamperingConfig(**_synthetic_config_kwargs(args.synthetic_options))
@@ -387,7 +387,7 @@ def _default_split(spec: str, split: str) -> str | None:
 def _data_options(args) -> dict[str, Any]:
     options: dict[str, Any] = {"skip_corrupt": args.skip_corrupt}
     if args.synthetic_options:
-        from sparsevit_hf.synthetic import SyntheticTamperingConfig
+        from sparsevit_hf.data.synthetic import SyntheticTamperingConfig
 
         options["synthetic_options"] = {"config": SyntheticTamperingConfig(**_synthetic_config_kwargs(args.synthetic_options))}
     return options
@@ -492,7 +492,7 @@ def card_run_info(args, settings: dict[str, Any], results: dict[str, dict[str, A
     )
     if args.builtin_synthetic or any(spec.startswith("synthetic") for spec in args.train_data):
         training_data += (
-            " The synthetic data set is built by `sparsevit_hf.synthetic` from scikit-image's sample photographs "
+            " The synthetic data set is built by `sparsevit_hf.data.synthetic` from scikit-image's sample photographs "
             "(splicing, copy-move and removal with JPEG traces); it is a demonstration, not a benchmark."
         )
     hyperparameters = {
@@ -623,7 +623,7 @@ def train(args, accelerator) -> int:
                 status[1], pusher = T.create_hub_pusher(
                     args.hub_model_id, args.hub_token, args.hub_private_repo, args.push_checkpoints
                 )
-            except Exception as error:  # noqa: BLE001 - any failure: stop before training
+            except Exception as error:
                 status[0] = f"{type(error).__name__}: {error}"
         status = broadcast_object_list(status)
         if status[0] is not None:

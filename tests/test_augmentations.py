@@ -1,4 +1,4 @@
-"""Specification of sparsevit_hf.augmentations: the official joint image/mask training augmentations."""
+"""Specification of sparsevit_hf.data.augmentations: the official joint image/mask training augmentations."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 pytest.importorskip("albumentations")
 pytest.importorskip("cv2")
 
-from sparsevit_hf import augmentations as AUG  # noqa: E402
-from sparsevit_hf.augmentations import evaluation_transforms, training_transforms  # noqa: E402
+from sparsevit_hf.data import augmentations as AUG
+from sparsevit_hf.data.augmentations import evaluation_transforms, training_transforms
 
 GEOMETRIC_ONLY = dict(
     copy_move_p=0.0, inpainting_p=0.0, brightness_limit=0.0, contrast_limit=0.0, jpeg_p=0.0, blur_p=0.0
@@ -109,7 +109,7 @@ def test_same_seed_same_augmentations_full_pipeline():
 
 
 def _orientation(out: np.ndarray, marker: np.ndarray) -> int:
-    """Which of the 8 flips/rotations of ``marker`` ``out`` is."""
+    """Which of the 8 flips/rotations of `marker` `out` is."""
     candidates = []
     for k in range(4):
         r = np.rot90(marker, k)

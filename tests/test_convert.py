@@ -7,7 +7,8 @@ import torch
 from reference_sparsevit import official_shapes, random_official_state_dict
 
 from sparsevit_hf import SparseViTConfig, SparseViTForManipulationLocalization
-from sparsevit_hf.convert import CheckpointError, convert_official_checkpoint, init_from_uniformer, main
+from sparsevit_hf.cli.convert import main
+from sparsevit_hf.convert import CheckpointError, convert_official_checkpoint, init_from_uniformer
 
 
 def tiny_official(config, seed=0):
@@ -131,7 +132,9 @@ def test_uniformer_initialisation_keeps_the_imagenet_backbone(tiny_config, tmp_p
     assert any("depthwise_conv" in key for key in report.missing)
     assert any("layer_scale" in key for key in report.missing) == plain
     if not plain:
-        torch.testing.assert_close(state["sparsevit.stages.2.blocks.0.layer_scale_1"], official["encoder_net.blocks3.0.gamma_1"])
+        torch.testing.assert_close(
+            state["sparsevit.stages.2.blocks.0.layer_scale_1"], official["encoder_net.blocks3.0.gamma_1"]
+        )
 
 
 def test_official_reinit_resets_linear_and_layernorm_but_keeps_convolutions(tiny_config, tmp_path):
@@ -146,7 +149,9 @@ def test_official_reinit_resets_linear_and_layernorm_but_keeps_convolutions(tiny
     torch.testing.assert_close(
         state["sparsevit.stages.2.patch_embeddings.projection.weight"], official["encoder_net.patch_embed3.proj.weight"]
     )
-    torch.testing.assert_close(state["sparsevit.stages.3.blocks.0.layer_scale_2"], official["encoder_net.blocks4.0.gamma_2"])
+    torch.testing.assert_close(
+        state["sparsevit.stages.3.blocks.0.layer_scale_2"], official["encoder_net.blocks4.0.gamma_2"]
+    )
 
 
 def test_official_reinit_needs_uniformer(tmp_path):

@@ -472,7 +472,7 @@ def test_corrupt_and_truncated_images_are_errors_naming_the_file(tmp_path):
 
 def test_skip_corrupt_drops_and_counts(tmp_path, caplog):
     _, truncated, garbage = _with_corrupt(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="sparsevit_hf.data"):
+    with caplog.at_level(logging.WARNING, logger="sparsevit_hf.data.loaders"):
         bundle = load_iml_bundle(tmp_path, skip_corrupt=True)
     assert len(bundle.dataset) == 3
     assert sorted(Path(p).name for p in bundle.skipped) == ["garbage.png", "trunc.jpg"]

@@ -6,13 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import predict_without_package
 from huggingface_hub import EvalResult, ModelCard
 from huggingface_hub.utils import filter_repo_objects
 from PIL import Image
 
-import sparsevit_hf.hub as hub
-from conftest import predict_without_package
-
+import sparsevit_hf.hub.card as hub
 from sparsevit_hf import SparseViTForManipulationLocalization, SparseViTImageProcessor
 from sparsevit_hf.hub import (
     OFFICIAL_HYPERPARAMETERS,
@@ -147,8 +146,8 @@ def test_the_top_level_model_card_is_the_packaged_template():
     if not top_level.is_file():
         pytest.skip("not a source checkout")
     assert hub.default_template_path().read_text(encoding="utf-8") == top_level.read_text(encoding="utf-8"), (
-        "model_card.md and src/sparsevit_hf/model_card_template.md differ: edit model_card.md, then "
-        "cp model_card.md src/sparsevit_hf/model_card_template.md"
+        "model_card.md and src/sparsevit_hf/hub/model_card_template.md differ: edit model_card.md, then "
+        "cp model_card.md src/sparsevit_hf/hub/model_card_template.md"
     )
 
 

@@ -1,4 +1,4 @@
-"""Specification of the image manipulation localization metrics (sparsevit_hf.metrics).
+"""Specification of the image manipulation localization metrics (sparsevit_hf.evaluation.metrics).
 
 Reference values come from scikit-learn (f1_score, jaccard_score, roc_auc_score,
 accuracy_score), computed independently of the package.
@@ -20,7 +20,7 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, f1_score, jaccard_score, roc_auc_score
 
-from sparsevit_hf.metrics import (
+from sparsevit_hf.evaluation.metrics import (
     EVALUATE_METRIC_SCRIPT,
     IMLMetric,
     binary_roc_auc,
@@ -493,7 +493,7 @@ _DISTRIBUTED_SCRIPT = textwrap.dedent(
     import numpy as np, torch
     from accelerate import Accelerator
     from torch.utils.data import DataLoader
-    from sparsevit_hf.metrics import IMLMetric
+    from sparsevit_hf.evaluation.metrics import IMLMetric
 
     def make_data(n=11, seed=0):
         rng = np.random.default_rng(seed)

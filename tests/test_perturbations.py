@@ -1,4 +1,4 @@
-"""Specification of the robustness perturbations (sparsevit_hf.perturbations)."""
+"""Specification of the robustness perturbations (sparsevit_hf.data.perturbations)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from sparsevit_hf.perturbations import (
+from sparsevit_hf.data.perturbations import (
     gaussian_blur,
     gaussian_kernel_1d,
     gaussian_noise,

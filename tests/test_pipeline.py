@@ -6,10 +6,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import run_without_package
 from PIL import Image
 from transformers import pipeline
-
-from conftest import run_without_package
 
 from sparsevit_hf import SparseViTForManipulationLocalization, SparseViTImageProcessor
 from sparsevit_hf.inference import predict_probabilities

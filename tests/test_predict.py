@@ -12,7 +12,7 @@ import torch
 from PIL import Image, ImageOps
 
 from sparsevit_hf import SparseViTForManipulationLocalization, SparseViTImageProcessor
-from sparsevit_hf.predict import collect_inputs, main, output_names
+from sparsevit_hf.cli.predict import collect_inputs, main, output_names
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 
@@ -116,7 +116,7 @@ def test_end_to_end_on_a_folder_of_awkward_inputs(model_dir, tmp_path, capsys):
 
 
 def test_the_overlay_outlines_the_manipulated_region(tmp_path):
-    from sparsevit_hf.visualization import OUTLINE_COLOR, overlay_image
+    from sparsevit_hf.inference.visualization import OUTLINE_COLOR, overlay_image
 
     image = Image.fromarray(np.full((100, 120, 3), 128, dtype=np.uint8))
     probability = np.zeros((100, 120), dtype=np.float32)
@@ -276,7 +276,7 @@ def test_module_entry_point_on_the_real_samples(model_dir, tmp_path):
         [
             sys.executable,
             "-m",
-            "sparsevit_hf.predict",
+            "sparsevit_hf.cli.predict",
             str(model_dir),
             *map(str, samples),
             "-o",

@@ -4,19 +4,19 @@ import json
 
 import numpy as np
 import torch
+from conftest import predict_without_package
 from PIL import Image
 
-from conftest import predict_without_package
-
 from sparsevit_hf import SparseViTForManipulationLocalization, SparseViTImageProcessor
+
 
 def test_saved_folder_has_weights_configs_code_and_a_complete_auto_map(tiny_config, tmp_path):
     SparseViTForManipulationLocalization(tiny_config).save_pretrained(tmp_path)
     SparseViTImageProcessor().save_pretrained(tmp_path)
     names = {path.name for path in tmp_path.iterdir()}
     assert {
-        "model.safetensors", "config.json", "preprocessor_config.json",
-        "configuration_sparsevit.py", "modeling_sparsevit.py", "attention_sparsevit.py", "image_processing_sparsevit.py",
+        "model.safetensors", "config.json", "preprocessor_config.json", "configuration_sparsevit.py",
+        "modeling_sparsevit.py", "attention_sparsevit.py", "image_processing_sparsevit.py",
     } <= names
     assert json.loads((tmp_path / "config.json").read_text())["auto_map"] == {
         "AutoConfig": "configuration_sparsevit.SparseViTConfig",

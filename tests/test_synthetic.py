@@ -1,4 +1,4 @@
-"""Specification of sparsevit_hf.synthetic: the deterministic synthetic tampering data set."""
+"""Specification of sparsevit_hf.data.synthetic: the deterministic synthetic tampering data set."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from PIL import Image
 pytest.importorskip("skimage")
 datasets = pytest.importorskip("datasets")
 
-from sparsevit_hf import synthetic as S  # noqa: E402
+from sparsevit_hf.cli.synthesize import main as synthesize_main  # noqa: E402
 from sparsevit_hf.data import load_iml_dataset, load_mask  # noqa: E402
+from sparsevit_hf.data import synthetic as S  # noqa: E402
 
 SIZE = 64  # small images keep the tests fast; the generator is size-agnostic
 CFG = S.SyntheticTamperingConfig(size=SIZE, seed=5)
@@ -213,7 +214,7 @@ def test_writer_layout_reads_back(tmp_path):
 
 def test_cli_writes_and_reports(tmp_path, capsys):
     out = tmp_path / "cli"
-    rc = S.main(
+    rc = synthesize_main(
         [
             "--output-dir",
             str(out),
@@ -233,7 +234,7 @@ def test_cli_writes_and_reports(tmp_path, capsys):
     assert "wrote 6 images" in text and "tampered" in text and "authentic" in text
     assert len(list((out / "Tp").iterdir())) + len(list((out / "Au").iterdir())) == 6
     with pytest.raises(SystemExit):
-        S.main(["--output-dir", str(out), "--split", "validation"])
+        synthesize_main(["--output-dir", str(out), "--split", "validation"])
 
 
 def test_parallel_generation_gives_the_same_samples():

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from conftest import run_without_package
+from safetensors.torch import load_file
 
 from sparsevit_hf import SparseViTConfig, SparseViTForManipulationLocalization, SparseViTImageProcessor
 from sparsevit_hf import training as T
@@ -85,7 +84,9 @@ def hub_mock(monkeypatch, tmp_path):
         state["created"].append({"repo_id": repo_id, "private": private, "exist_ok": exist_ok})
         return RepoUrl(f"https://huggingface.co/{repo_id if '/' in repo_id else 'user/' + repo_id}")
 
-    def upload_folder(self, *, repo_id, folder_path, commit_message=None, ignore_patterns=None, allow_patterns=None, **kwargs):
+    def upload_folder(
+        self, *, repo_id, folder_path, commit_message=None, ignore_patterns=None, allow_patterns=None, **kwargs
+    ):
         number = len(state["uploads"]) + 1
         target = state["root"] / str(number)
         files = hub.files_to_upload(folder_path, ignore_patterns or [])
@@ -173,7 +174,7 @@ def test_sampler_and_augmentations_depend_only_on_seed_epoch_and_index():
     combined = T.EpochSampler([10, 3], per_dataset=4, seed=3)
     assert len(list(combined)) == 8 and sum(i >= 10 for _, i in combined) == 4
 
-    from sparsevit_hf.synthetic import synthetic_dataset
+    from sparsevit_hf.data.synthetic import synthetic_dataset
 
     dataset = T.IMLTrainingDataset(
         synthetic_dataset("train", num_images=4, size=64), SparseViTImageProcessor(size={"height": 64, "width": 64}),
@@ -234,7 +235,8 @@ def test_hub_pusher_survives_failures_and_reports_the_final_one(tmp_path):
     calls = []
 
     def upload(snapshot, message):
-        calls.append((message, sorted(p.relative_to(snapshot).as_posix() for p in Path(snapshot).rglob("*") if p.is_file())))
+        files = sorted(p.relative_to(snapshot).as_posix() for p in Path(snapshot).rglob("*") if p.is_file())
+        calls.append((message, files))
         if message in ("first", "final"):
             raise ConnectionError("offline")
 
@@ -306,7 +308,9 @@ def test_bad_arguments_are_rejected_before_any_work(argv, message, run_iml, monk
 
 
 @pytest.mark.parametrize(
-    "failure", [None, ValueError("unreadable data"), KeyboardInterrupt()], ids=["finished", "error-return", "interrupted"]
+    "failure",
+    [None, ValueError("unreadable data"), KeyboardInterrupt()],
+    ids=["finished", "error-return", "interrupted"],
 )
 def test_every_exit_ends_the_accelerator(failure, run_iml, monkeypatch, tmp_path):
     """`end_training` tears down the process group; a gloo group left to interpreter shutdown can abort the
@@ -360,7 +364,8 @@ def test_run_writes_a_complete_model_folder_and_survives_a_failed_push(run_iml, 
         "example.jpg", "best_model", "checkpoint-3", "checkpoint-6",
     } <= names
     config = json.loads((out / "config.json").read_text())
-    assert config["auto_map"]["AutoModelForSemanticSegmentation"] == "modeling_sparsevit.SparseViTForManipulationLocalization"
+    auto_model = config["auto_map"]["AutoModelForSemanticSegmentation"]
+    assert auto_model == "modeling_sparsevit.SparseViTForManipulationLocalization"
     assert json.loads((out / "preprocessor_config.json").read_text())["size"] == {"height": 64, "width": 64}
     results = json.loads((out / "all_results.json").read_text())
     assert results["train_steps"] == 6 and results["num_processes"] == 1

@@ -27,7 +27,6 @@ from unittest import mock
 
 import pytest
 
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRANSFORMERS_TESTS_DIR = Path(
     os.environ.get("TRANSFORMERS_TESTS_DIR", str(REPO_ROOT / ".venv" / "transformers-tests"))
@@ -46,7 +45,6 @@ import torch  # noqa: E402
 from transformers.testing_utils import torch_device  # noqa: E402
 
 from sparsevit_hf import SparseViTConfig, SparseViTForManipulationLocalization, SparseViTModel  # noqa: E402
-
 
 PACKAGE = "_sparsevit_transformers_common_tests"
 

@@ -3,7 +3,6 @@
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
-
 # The published schedule: stage 3 runs S = 8, 4, 2, 1 for five blocks each, stage 4 runs S = 2 then S = 1.
 PUBLISHED_SPARSITY_RATES = ([8] * 5 + [4] * 5 + [2] * 5 + [1] * 5, [2] * 4 + [1] * 3)
 # The LFF head fuses the output of every block where the stage-3 schedule changes S, and stage 4's blocks 4 and 7

@@ -4,9 +4,7 @@
     sparsevit-convert --uniformer uniformer_base_ls_in1k.pth --output-dir sparsevit-imagenet [--official-reinit]
 """
 
-import argparse
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +12,6 @@ import torch
 from torch import nn
 
 from .configuration_sparsevit import SparseViTConfig
-from .image_processing_sparsevit import SparseViTImageProcessor
 from .modeling_sparsevit import SparseViTForManipulationLocalization
 
 
@@ -133,7 +130,7 @@ def convert_official_state_dict(
                 f"This is not an official SparseViT checkpoint: none of its {len(state_dict)} keys has the "
                 f"`encoder_net.` or `lmu.` names of SparseViT (first keys: {sorted(state_dict)[:5]})."
             )
-        raise CheckpointError(f"Unexpected keys in the checkpoint: {_listing(unknown)}")
+        raise CheckpointError(f"Unexpected keys in the checkpoint: {listing(unknown)}")
     report.converted = len(converted)
     return converted, report
 
@@ -160,12 +157,12 @@ def convert_uniformer_state_dict(
             f"(first keys: {sorted(state_dict)[:5]})."
         )
     if unknown:
-        raise CheckpointError(f"Unexpected keys in the UniFormer checkpoint: {_listing(unknown)}")
+        raise CheckpointError(f"Unexpected keys in the UniFormer checkpoint: {listing(unknown)}")
     report.converted = len(converted)
     return converted, report
 
 
-def _listing(keys: list[str], limit: int = 20) -> str:
+def listing(keys: list[str], limit: int = 20) -> str:
     keys = sorted(keys)
     shown = ", ".join(keys[:limit])
     return f"{len(keys)} keys: {shown}" + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
@@ -186,11 +183,11 @@ def load_into_model(
     ]
     problems = []
     if unexpected:
-        problems.append(f"keys the model does not have: {_listing(unexpected)}")
+        problems.append(f"keys the model does not have: {listing(unexpected)}")
     if not_allowed:
-        problems.append(f"keys missing from the checkpoint: {_listing(not_allowed)}")
+        problems.append(f"keys missing from the checkpoint: {listing(not_allowed)}")
     if mismatched:
-        problems.append(f"shape mismatches: {_listing(mismatched)}")
+        problems.append(f"shape mismatches: {listing(mismatched)}")
     if problems:
         raise CheckpointError("The checkpoint does not fit the SparseViT configuration; " + "; ".join(problems))
     model.load_state_dict(state_dict, strict=False)
@@ -229,42 +226,3 @@ def init_from_uniformer(path: str | Path, config: SparseViTConfig | None = None,
     if reinit:
         official_reinit(model)
     return model, report
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sparsevit-convert", description=__doc__.split("\n")[0])
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", help="official SparseViT checkpoint (.pth)")
-    source.add_argument("--uniformer", help="ImageNet UniFormer-B checkpoint (uniformer_base[_ls]_in1k.pth)")
-    parser.add_argument("--output-dir", required=True, help="folder to write the save_pretrained model into")
-    parser.add_argument(
-        "--official-reinit",
-        action="store_true",
-        help="with --uniformer: re-initialise the backbone's Linear and LayerNorm layers as the official code does",
-    )
-    args = parser.parse_args(argv)
-    if args.official_reinit and not args.uniformer:
-        parser.error("--official-reinit only applies with --uniformer")
-
-    try:
-        if args.checkpoint:
-            model, report = convert_official_checkpoint(args.checkpoint)
-        else:
-            model, report = init_from_uniformer(args.uniformer, reinit=args.official_reinit)
-    except (CheckpointError, FileNotFoundError) as error:
-        print(f"sparsevit-convert: error: {error}", file=sys.stderr)
-        return 2
-
-    output_dir = Path(args.output_dir)
-    model.save_pretrained(output_dir)
-    SparseViTImageProcessor().save_pretrained(output_dir)
-    print(f"converted {report.converted} tensors into {output_dir}")
-    if report.dropped:
-        print(f"dropped {len(report.dropped)} unused tensors: {_listing(report.dropped, limit=8)}")
-    if report.missing:
-        print(f"left at their initial values ({len(report.missing)}): {_listing(report.missing, limit=8)}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -116,8 +116,8 @@ def _preset(hidden_sizes, depths, head, fusion, drop_path) -> dict[str, Any]:
     }
 
 
-#: Named model sizes. `published` is the paper's model (50 M parameters); `small` (2.8 M) trains in minutes on a
-#: CPU at 256 px; `tiny` (0.1 M) is for tests and smoke runs.
+# Named model sizes. `published` is the paper's model (50 M parameters); `small` (2.8 M) trains in minutes on a
+# CPU at 256 px; `tiny` (0.1 M) is for tests and smoke runs.
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
     "published": {},
     "small": _preset([32, 64, 128, 256], [1, 2, 4, 2], 32, 256, 0.1),
@@ -135,8 +135,8 @@ def preset_config(name: str, **overrides: Any) -> SparseViTConfig:
 # ------------------------------------------------------------------------------------------------------------------
 # Optimisation
 # ------------------------------------------------------------------------------------------------------------------
-#: Parameters that never get weight decay besides biases and normalisation weights (all 0-/1-D tensors): the
-#: per-channel fusion weights gamma_k of the LFF head are stored as one (maps, channels) matrix.
+# Parameters that never get weight decay besides biases and normalisation weights (all 0-/1-D tensors): the
+# per-channel fusion weights gamma_k of the LFF head are stored as one (maps, channels) matrix.
 NO_DECAY_NAMES = ("fusion_weights",)
 
 
@@ -187,7 +187,8 @@ def create_lr_scheduler(
     if total_steps < 1:
         raise ValueError(f"total_steps must be positive, got {total_steps}")
     warmup_steps = max(0, min(int(warmup_steps), total_steps - 1))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosineSchedule(base_lr, min_lr, warmup_steps, total_steps))
+    schedule = WarmupCosineSchedule(base_lr, min_lr, warmup_steps, total_steps)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -217,7 +218,7 @@ class EpochSampler(torch.utils.data.Sampler):
     """
 
     def __init__(self, sizes: Sequence[int], per_dataset: int | Sequence[int] | None = None, seed: int = 0):
-        from .data import BalancedSampler
+        from .data.loaders import BalancedSampler
 
         sizes = [int(size) for size in sizes]
         self.inner = BalancedSampler(sizes, sizes if per_dataset is None else per_dataset, seed=seed)
@@ -255,14 +256,14 @@ class IMLTrainingDataset(torch.utils.data.Dataset):
         augment: bool = True,
         augmentation_kwargs: Mapping[str, Any] | None = None,
     ):
-        from .data import with_decoding
+        from .data.loaders import with_decoding
 
         self.rows = with_decoding(dataset.select_columns(["image", "mask"]))
         self.processor = processor
         self.seed = int(seed)
         self.transform = None
         if augment:
-            from .augmentations import training_transforms
+            from .data.augmentations import training_transforms
 
             self.transform = training_transforms(image_size, seed=self.seed, **dict(augmentation_kwargs or {}))
         self._worker_seed: int | None = None
@@ -299,7 +300,7 @@ class IMLEvaluationDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, dataset, processor, perturbation: Perturbation | None = None, seed: int = 0):
-        from .data import with_decoding
+        from .data.loaders import with_decoding
 
         self.rows = with_decoding(dataset.select_columns(["image", "mask"]))
         self.processor = processor
@@ -353,7 +354,7 @@ class Perturbation:
     def __call__(self, image: np.ndarray, seed: int = 0) -> np.ndarray:
         from PIL import Image
 
-        from . import perturbations
+        from .data import perturbations
 
         picture = Image.fromarray(np.asarray(image, dtype=np.uint8)).convert("RGB")
         if self.kind == "jpeg":
@@ -397,7 +398,7 @@ def parse_robustness(specs: Iterable[str]) -> list[Perturbation]:
 # ------------------------------------------------------------------------------------------------------------------
 # Evaluation sets and metric names
 # ------------------------------------------------------------------------------------------------------------------
-#: Metrics reported per evaluation set (`metrics.iml_metrics` plus the loss).
+# Metrics reported per evaluation set (`metrics.iml_metrics` plus the loss).
 METRIC_NAMES = (
     "pixel_f1",
     "pixel_f1_dataset",
@@ -472,9 +473,9 @@ def is_better(value: float, best: float | None, greater_is_better: bool) -> bool
 # Checkpoints
 # ------------------------------------------------------------------------------------------------------------------
 CHECKPOINT_PREFIX = "checkpoint-"
-#: Written last into a checkpoint folder, before the folder gets its final name; `latest` ignores folders without it.
+# Written last into a checkpoint folder, before the folder gets its final name; `latest` ignores folders without it.
 COMPLETE_MARKER = "checkpoint_complete.json"
-#: Where the training position and history live inside a checkpoint.
+# Where the training position and history live inside a checkpoint.
 TRAINING_STATE_NAME = "training_state.json"
 _CHECKPOINT_NAME = re.compile(rf"^{re.escape(CHECKPOINT_PREFIX)}(\d+)$")
 
@@ -684,7 +685,7 @@ def evaluate(
     """
     from tqdm.auto import tqdm
 
-    from .metrics import IMLMetric
+    from .evaluation.metrics import IMLMetric
 
     was_training = model.training
     model.eval()
@@ -718,12 +719,14 @@ def trivial_baselines(
     authentic rows, image headers) are read."""
     from datasets import Image as ImageFeature
 
-    from .data import image_size, load_mask
-    from .metrics import IMLMetric
+    from .data.loaders import image_size, load_mask
+    from .evaluation.metrics import IMLMetric
 
     raw = dataset.select_columns(["image", "mask"])
     raw = raw.cast_column("image", ImageFeature(decode=False)).cast_column("mask", ImageFeature(decode=False))
-    metrics = {name: IMLMetric(threshold, include_authentic, image_score) for name in ("all_manipulated", "all_authentic")}
+    metrics = {
+        name: IMLMetric(threshold, include_authentic, image_score) for name in ("all_manipulated", "all_authentic")
+    }
     for row in raw:
         if row["mask"] is None:
             width, height = image_size(row["image"])
@@ -841,9 +844,11 @@ class HubPusher:
             try:
                 self.upload(snapshot, message)
                 self.successes += 1
-            except Exception as error:  # noqa: BLE001 - any failure must leave training running
+            except Exception as error:
                 self.failures.append(f"{message}: {error}")
-                logger.warning("Push to the Hub failed (%s: %s); training goes on, the next push retries.", message, error)
+                logger.warning(
+                    "Push to the Hub failed (%s: %s); training goes on, the next push retries.", message, error
+                )
             finally:
                 shutil.rmtree(snapshot, ignore_errors=True)
 
@@ -875,7 +880,7 @@ class HubPusher:
             self.upload(snapshot, commit_message)
             self.successes += 1
             return None
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             self.failures.append(f"{commit_message}: {error}")
             return error
         finally:
@@ -890,7 +895,7 @@ def create_hub_pusher(
     with `push_checkpoints` also the resumable checkpoints, the log and the TensorBoard runs (a second commit)."""
     from huggingface_hub import HfApi
 
-    from .hub import UPLOAD_IGNORE_PATTERNS, push_to_hub
+    from .hub.card import UPLOAD_IGNORE_PATTERNS, push_to_hub
 
     api = HfApi(token=token)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model").repo_id

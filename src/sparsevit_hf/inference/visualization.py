@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-
 # Anchor colours of the heatmap, from probability 0 (near black) to 1 (pale yellow), evenly spaced.
 _HEAT_ANCHORS = np.array(
     [
@@ -34,7 +33,7 @@ TEXT_COLOR = (235, 235, 235)
 
 
 def heat_lut(size: int = 256) -> np.ndarray:
-    """The heatmap colour map as a ``(size, 3)`` uint8 lookup table."""
+    """The heatmap colour map as a `(size, 3)` uint8 lookup table."""
     positions = np.linspace(0.0, 1.0, len(_HEAT_ANCHORS))
     samples = np.linspace(0.0, 1.0, size)
     channels = [np.interp(samples, positions, _HEAT_ANCHORS[:, channel]) for channel in range(3)]
@@ -52,24 +51,24 @@ def _check_probability(probability: np.ndarray) -> np.ndarray:
 
 
 def colorize(probability: np.ndarray) -> np.ndarray:
-    """Map probabilities in [0, 1] to colours: ``(H, W)`` float -> ``(H, W, 3)`` uint8."""
+    """Map probabilities in [0, 1] to colours: `(H, W)` float -> `(H, W, 3)` uint8."""
     probability = _check_probability(probability)
     index = np.clip(np.rint(probability * 255.0), 0, 255).astype(np.uint8)
     return _LUT[index]
 
 
 def heatmap_image(probability: np.ndarray) -> Image.Image:
-    """The probability map as an RGB picture (the colour map of :func:`heat_lut`)."""
+    """The probability map as an RGB picture (the colour map of `heat_lut`)."""
     return Image.fromarray(colorize(probability), mode="RGB")
 
 
 def binary_mask(probability: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """Boolean mask: probability strictly above ``threshold``."""
+    """Boolean mask: probability strictly above `threshold`."""
     return _check_probability(probability) > threshold
 
 
 def mask_image(probability: np.ndarray, threshold: float = 0.5) -> Image.Image:
-    """Binary mask picture (mode ``L``): 255 where manipulated (probability > threshold), 0 elsewhere."""
+    """Binary mask picture (mode `L`): 255 where manipulated (probability > threshold), 0 elsewhere."""
     return Image.fromarray(binary_mask(probability, threshold).astype(np.uint8) * 255, mode="L")
 
 
@@ -91,7 +90,7 @@ def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
 
 
 def outline(mask: np.ndarray, width: int) -> np.ndarray:
-    """Pixels just outside the region of ``mask``, ``width`` pixels thick (empty for an empty mask)."""
+    """Pixels just outside the region of `mask`, `width` pixels thick (empty for an empty mask)."""
     mask = np.asarray(mask, dtype=bool)
     return _dilate(mask, width) & ~mask
 
@@ -128,7 +127,7 @@ def _font(size: int):
 
 
 def _fit(draw: ImageDraw.ImageDraw, candidates: list[str], font, room: int) -> str:
-    """The first caption that fits in ``room`` pixels (the last one otherwise)."""
+    """The first caption that fits in `room` pixels (the last one otherwise)."""
     for text in candidates:
         if draw.textlength(text, font=font) <= room:
             return text
@@ -142,7 +141,7 @@ def overlay_image(
     the image | the probability heatmap (with its colour bar) | the image with the manipulated region
     (probability > threshold) tinted and outlined.
 
-    The result is ``3 W + 2 gap`` pixels wide and ``H + caption`` high.
+    The result is `3 W + 2 gap` pixels wide and `H + caption` high.
     """
     image = image.convert("RGB")
     width, height = image.size

@@ -3,16 +3,16 @@
 
 Load it offline from the installed package:
 
-    evaluate.load(str(sparsevit_hf.metrics.EVALUATE_METRIC_SCRIPT))
+    evaluate.load(str(sparsevit_hf.evaluation.metrics.EVALUATE_METRIC_SCRIPT))
 
-It wraps sparsevit_hf.metrics.iml_metrics, so the sparsevit-hf package must be installed.
+It wraps sparsevit_hf.evaluation.metrics.iml_metrics, so the sparsevit-hf package must be installed.
 """
 
 import datasets
 import evaluate
 import numpy as np
 
-from sparsevit_hf.metrics import iml_metrics
+from sparsevit_hf.evaluation.metrics import iml_metrics
 
 _CITATION = """\
 @inproceedings{su2025sparsevit,
@@ -46,7 +46,7 @@ Returns:
     image_accuracy, image_f1 (NaN where undefined), num_images, num_authentic,
     num_tampered, num_pixel_auc_images.
 Examples:
-    >>> metric = evaluate.load(str(sparsevit_hf.metrics.EVALUATE_METRIC_SCRIPT))
+    >>> metric = evaluate.load(str(sparsevit_hf.evaluation.metrics.EVALUATE_METRIC_SCRIPT))
     >>> metric.add_batch(predictions=[prob_map], references=[mask])
     >>> metric.compute(threshold=0.5)["pixel_f1"]
 """

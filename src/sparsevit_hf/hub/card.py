@@ -1,16 +1,16 @@
 """Model cards and Hub repositories for SparseViT checkpoints.
 
-- :func:`render_model_card` fills the model card template (``model_card.md`` at the top of the source repository,
-  shipped in the package as ``model_card_template.md``; a test keeps the two identical) for one run: model id, base
-  model, data sets, training hyper-parameters and evaluation results (as ``model-index`` entries). The template is
-  a Jinja template rendered by ``huggingface_hub.ModelCard.from_template`` (Jinja2 is needed, see
-  ``install_requires``). The metadata is validated locally by :func:`validate_model_card` (``ModelCard.validate``
+- `render_model_card` fills the model card template (`model_card.md` at the top of the source repository,
+  shipped in the package as `model_card_template.md`; a test keeps the two identical) for one run: model id, base
+  model, data sets, training hyper-parameters and evaluation results (as `model-index` entries). The template is
+  a Jinja template rendered by `huggingface_hub.ModelCard.from_template` (Jinja2 is needed, see
+  `install_requires`). The metadata is validated locally by `validate_model_card` (`ModelCard.validate`
   needs the network).
-- :func:`push_to_hub` uploads a ``save_pretrained`` folder as a complete Hub model repository (weights, configs,
-  code files for ``trust_remote_code``, README.md, an example image for the widget), leaving out optimizer
-  checkpoints and logs (:data:`UPLOAD_IGNORE_PATTERNS`).
-- :func:`card_eval_results`, :func:`write_model_card` and :func:`write_widget_example` are what a training run
-  (``examples/run_iml.py``) writes into its output folder before pushing it.
+- `push_to_hub` uploads a `save_pretrained` folder as a complete Hub model repository (weights, configs,
+  code files for `trust_remote_code`, README.md, an example image for the widget), leaving out optimizer
+  checkpoints and logs (`UPLOAD_IGNORE_PATTERNS`).
+- `card_eval_results`, `write_model_card` and `write_widget_example` are what a training run
+  (`examples/run_iml.py`) writes into its output folder before pushing it.
 """
 
 from __future__ import annotations
@@ -104,24 +104,24 @@ DEFAULT_EVAL_NOTES = (
 
 @dataclass
 class RunInfo:
-    """What a model card says about one checkpoint. ``model_id`` is required; everything else has a default.
+    """What a model card says about one checkpoint. `model_id` is required; everything else has a default.
 
     Attributes:
-        model_id: Hub repository id (``"user/sparsevit-casia"``); used in the usage snippets and widget URL.
-        model_name: Display name (title and ``model-index`` name); defaults to the last part of ``model_id``.
-        base_model: Hub id of the checkpoint this one was fine-tuned from (``base_model`` metadata).
-        datasets: Training data set names or Hub ids (``datasets`` metadata).
+        model_id: Hub repository id (`"user/sparsevit-casia"`); used in the usage snippets and widget URL.
+        model_name: Display name (title and `model-index` name); defaults to the last part of `model_id`.
+        base_model: Hub id of the checkpoint this one was fine-tuned from (`base_model` metadata).
+        datasets: Training data set names or Hub ids (`datasets` metadata).
         training_data: Paragraph describing the training data (default: the official CAT-Net protocol).
         hyperparameters: Name -> value table of the training recipe (default: the official recipe).
-        eval_results: ``huggingface_hub.EvalResult`` objects or dicts with ``dataset``, ``metric``, ``value`` and
-            optionally ``split`` (default "test"), ``dataset_type`` (default: the name in lower case),
-            ``metric_name`` (display name), ``dataset_config``.
+        eval_results: `huggingface_hub.EvalResult` objects or dicts with `dataset`, `metric`, `value` and
+            optionally `split` (default "test"), `dataset_type` (default: the name in lower case),
+            `metric_name` (display name), `dataset_config`.
         eval_notes: Sentence under the evaluation table.
-        metrics: Metric ids for the metadata (default: those of the evaluation results, else ``["f1"]``).
+        metrics: Metric ids for the metadata (default: those of the evaluation results, else `["f1"]`).
         tags: Extra tags (the required ones are always added).
-        license: SPDX id of the code license (the metadata ``license``).
+        license: SPDX id of the code license (the metadata `license`).
         weights_license: Sentence about the weights' terms.
-        example_image: File name of the widget example inside the repository (``None``: no widget).
+        example_image: File name of the widget example inside the repository (`None`: no widget).
         num_parameters: Shown in the model details table when set.
         code_url: Link to the source code, shown when set.
         description: An extra paragraph under the title.
@@ -162,7 +162,7 @@ def _as_run_info(run_info: RunInfo | dict) -> RunInfo:
 
 
 def to_eval_result(entry: EvalResult | dict) -> EvalResult:
-    """An ``EvalResult`` for an image-segmentation / image manipulation localization metric."""
+    """An `EvalResult` for an image-segmentation / image manipulation localization metric."""
     if isinstance(entry, EvalResult):
         return entry
     missing = [key for key in ("dataset", "metric", "value") if key not in entry]
@@ -185,16 +185,16 @@ def to_eval_result(entry: EvalResult | dict) -> EvalResult:
 
 
 def default_template_path() -> Path:
-    """The packaged template, or ``model_card.md`` at the top of a source checkout when the package data is absent."""
+    """The packaged template, or `model_card.md` at the top of a source checkout when the package data is absent."""
     try:
         from importlib.resources import files
 
-        packaged = files("sparsevit_hf") / TEMPLATE_NAME
+        packaged = files("sparsevit_hf.hub") / TEMPLATE_NAME
         if packaged.is_file():
             return Path(os.fspath(packaged))
     except (ModuleNotFoundError, TypeError, OSError):
         pass
-    checkout = Path(__file__).resolve().parents[2] / "model_card.md"
+    checkout = Path(__file__).resolve().parents[3] / "model_card.md"
     if checkout.is_file():
         return checkout
     raise FileNotFoundError(
@@ -204,16 +204,16 @@ def default_template_path() -> Path:
 
 
 def render_model_card(run_info: RunInfo | dict, template_path: str | os.PathLike | None = None) -> ModelCard:
-    """Fill the model card template for one run and validate its metadata (see :func:`validate_model_card`).
+    """Fill the model card template for one run and validate its metadata (see `validate_model_card`).
 
     Args:
-        run_info: a :class:`RunInfo` (or a dict with its fields, or another dataclass with the same fields).
-        template_path: a Jinja model card template; defaults to the packaged one (:func:`default_template_path`).
+        run_info: a `RunInfo` (or a dict with its fields, or another dataclass with the same fields).
+        template_path: a Jinja model card template; defaults to the packaged one (`default_template_path`).
 
     Returns:
-        A ``huggingface_hub.ModelCard`` whose ``data`` holds ``library_name: transformers``,
-        ``pipeline_tag: image-segmentation``, license, tags, data sets, metrics, base model, the widget example and
-        the evaluation results as ``model-index``; ``str(card)`` is the README.md text.
+        A `huggingface_hub.ModelCard` whose `data` holds `library_name: transformers`,
+        `pipeline_tag: image-segmentation`, license, tags, data sets, metrics, base model, the widget example and
+        the evaluation results as `model-index`; `str(card)` is the README.md text.
     """
     info = _as_run_info(run_info)
     model_name = info.model_name or info.model_id.rstrip("/").split("/")[-1]
@@ -270,17 +270,17 @@ def render_model_card(run_info: RunInfo | dict, template_path: str | os.PathLike
 
 
 def validate_model_card(card: ModelCard | str, expected_eval_results: list[EvalResult] | None = None) -> ModelCard:
-    """Check a model card offline by parsing its text again with ``huggingface_hub``'s classes.
+    """Check a model card offline by parsing its text again with `huggingface_hub`'s classes.
 
-    Checks: the YAML header parses; ``library_name`` is transformers; ``pipeline_tag`` is image-segmentation; a
-    license is set; the SparseViT tags are present; no Jinja placeholder is left; the ``model-index`` evaluation
-    results parse back and (when given) equal ``expected_eval_results``. Raises ``ValueError`` listing the
+    Checks: the YAML header parses; `library_name` is transformers; `pipeline_tag` is image-segmentation; a
+    license is set; the SparseViT tags are present; no Jinja placeholder is left; the `model-index` evaluation
+    results parse back and (when given) equal `expected_eval_results`. Raises `ValueError` listing the
     problems; returns the parsed card.
     """
     text = str(card)
     try:
         parsed = ModelCard(text, ignore_metadata_errors=False)
-    except Exception as error:  # noqa: BLE001 - YAML or model-index errors of any kind
+    except Exception as error:
         raise ValueError(f"The model card metadata does not parse: {error}") from error
     data = parsed.data
     problems = []
@@ -315,8 +315,8 @@ def validate_model_card(card: ModelCard | str, expected_eval_results: list[EvalR
 
 
 def files_to_upload(folder: str | os.PathLike, ignore_patterns: list[str] | None = None) -> list[str]:
-    """The files (POSIX paths relative to ``folder``) that :func:`push_to_hub` uploads, filtered exactly as
-    ``HfApi.upload_folder`` filters them (our ignore patterns plus huggingface_hub's defaults)."""
+    """The files (POSIX paths relative to `folder`) that `push_to_hub` uploads, filtered exactly as
+    `HfApi.upload_folder` filters them (our ignore patterns plus huggingface_hub's defaults)."""
     from huggingface_hub.utils import filter_repo_objects
 
     try:
@@ -333,8 +333,8 @@ def files_to_upload(folder: str | os.PathLike, ignore_patterns: list[str] | None
 
 def check_repo_folder(folder: str | os.PathLike) -> list[str]:
     """Check that a folder is a complete SparseViT repository (weights, configs, code, README.md) once filtered;
-    return the files that would be uploaded. Raises ``ValueError`` naming what is missing."""
-    from .inference import check_model_folder
+    return the files that would be uploaded. Raises `ValueError` naming what is missing."""
+    from ..inference.predictor import check_model_folder
 
     check_model_folder(folder)
     uploaded = set(files_to_upload(folder))
@@ -358,24 +358,24 @@ def push_to_hub(
     example_image: str | os.PathLike | None = None,
     card: ModelCard | RunInfo | dict | None = None,
 ):
-    """Push a ``save_pretrained`` folder as a complete Hub model repository, in one commit.
+    """Push a `save_pretrained` folder as a complete Hub model repository, in one commit.
 
-    The folder must hold the weights, ``config.json``, ``preprocessor_config.json`` and the code files that
-    ``save_pretrained`` copies (``trust_remote_code``). Before uploading, into the folder itself:
+    The folder must hold the weights, `config.json`, `preprocessor_config.json` and the code files that
+    `save_pretrained` copies (`trust_remote_code`). Before uploading, into the folder itself:
 
-    - ``example_image`` (a path), when given, is copied as ``example<suffix>`` (the widget picture);
-    - ``README.md`` is written from ``card`` (a ``ModelCard``, or a :class:`RunInfo` / dict given to
-      :func:`render_model_card`); without ``card``, an existing README.md is kept and a missing one is rendered
-      for ``repo_id`` with the default recipe.
+    - `example_image` (a path), when given, is copied as `example<suffix>` (the widget picture);
+    - `README.md` is written from `card` (a `ModelCard`, or a `RunInfo` / dict given to
+      `render_model_card`); without `card`, an existing README.md is kept and a missing one is rendered
+      for `repo_id` with the default recipe.
 
-    The card is validated (:func:`validate_model_card`), the repository is created if needed
-    (``HfApi.create_repo(exist_ok=True)`` with ``private``), and the folder is uploaded with ``upload_folder``
-    without optimizer checkpoints, logs and hidden files (:data:`UPLOAD_IGNORE_PATTERNS`).
+    The card is validated (`validate_model_card`), the repository is created if needed
+    (`HfApi.create_repo(exist_ok=True)` with `private`), and the folder is uploaded with `upload_folder`
+    without optimizer checkpoints, logs and hidden files (`UPLOAD_IGNORE_PATTERNS`).
 
     Returns:
-        The ``CommitInfo`` of the upload.
+        The `CommitInfo` of the upload.
     """
-    from .inference import check_model_folder
+    from ..inference.predictor import check_model_folder
 
     root = Path(folder)
     check_model_folder(root)
@@ -412,7 +412,7 @@ def push_to_hub(
     )
 
 
-#: Metrics of ``sparsevit_hf.metrics`` listed in a model card's ``model-index``, with their display names.
+# Metrics of `sparsevit_hf.metrics` listed in a model card's `model-index`, with their display names.
 CARD_METRICS = {
     "pixel_f1": "Pixel F1",
     "pixel_iou": "Pixel IoU",
@@ -423,8 +423,8 @@ CARD_METRICS = {
 
 
 def card_eval_results(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """``model-index`` entries for :class:`RunInfo`: one per evaluation set (name -> metrics, as returned by
-    ``sparsevit_hf.training.evaluate``) and :data:`CARD_METRICS` metric with a finite value."""
+    """`model-index` entries for `RunInfo`: one per evaluation set (name -> metrics, as returned by
+    `sparsevit_hf.training.evaluate`) and `CARD_METRICS` metric with a finite value."""
     entries = []
     for set_name, metrics in results.items():
         for metric, display in CARD_METRICS.items():
@@ -438,7 +438,7 @@ def card_eval_results(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]
 
 
 def write_model_card(folder: str | os.PathLike, run_info: RunInfo | dict) -> ModelCard:
-    """Render :func:`render_model_card` into ``folder/README.md``, atomically (a reader never sees half a card)."""
+    """Render `render_model_card` into `folder/README.md`, atomically (a reader never sees half a card)."""
     card = render_model_card(run_info)
     folder = Path(folder)
     tmp = folder / ".README.md.tmp"
@@ -448,11 +448,11 @@ def write_model_card(folder: str | os.PathLike, run_info: RunInfo | dict) -> Mod
 
 
 def write_widget_example(folder: str | os.PathLike, size: int) -> str | None:
-    """Save ``example.jpg`` for the Hub widget into ``folder`` and return its name: a held-out synthetic tampered
+    """Save `example.jpg` for the Hub widget into `folder` and return its name: a held-out synthetic tampered
     image (scikit-image's photographs, free to publish, unlike images of a user's evaluation data). Returns None,
-    with a warning, when the synthetic generator is not available (the ``train`` extra)."""
+    with a warning, when the synthetic generator is not available (the `train` extra)."""
     try:
-        from .synthetic import generate_sample
+        from ..data.synthetic import generate_sample
 
         for index in range(20):
             image, _, kind = generate_sample(index, split="test", size=size)

@@ -4,40 +4,40 @@ The metrics follow the conventions of the field (CAT-Net / IMDLBenCo protocol):
 
 Pixel level (per image, then averaged over images)
     A pixel is *predicted tampered* when its probability is strictly greater than
-    ``threshold`` (comparison done in float64). For every image the confusion counts
+    `threshold` (comparison done in float64). For every image the confusion counts
     TP / FP / FN / TN are taken over its pixels.
 
-    * ``pixel_f1``: mean over images of ``2TP / (2TP + FP + FN)`` -- the number
+    * `pixel_f1`: mean over images of `2TP / (2TP + FP + FN)` -- the number
       papers report as "pixel-level F1".
-    * ``pixel_f1_dataset``: F1 of the counts summed over all images (a "micro" F1).
-    * ``pixel_f1_permuted``: per image ``max(F1(map), F1(1 - binary map))``, then the
+    * `pixel_f1_dataset`: F1 of the counts summed over all images (a "micro" F1).
+    * `pixel_f1_permuted`: per image `max(F1(map), F1(1 - binary map))`, then the
       mean. Since inverting the binary map swaps (TP, FN) with (FN, TP) and FP with TN,
-      the inverted F1 is ``2FN / (2FN + TN + TP)``.
-    * ``pixel_iou``: mean over images of ``TP / (TP + FP + FN)``.
-    * ``pixel_auc``: mean over images of the ROC AUC of the probabilities against the
+      the inverted F1 is `2FN / (2FN + TN + TP)`.
+    * `pixel_iou`: mean over images of `TP / (TP + FP + FN)`.
+    * `pixel_auc`: mean over images of the ROC AUC of the probabilities against the
       mask, computed exactly from ranks (Mann-Whitney U; tied scores count 1/2), which is
-      the value ``sklearn.metrics.roc_auc_score`` returns. It is undefined for an image
+      the value `sklearn.metrics.roc_auc_score` returns. It is undefined for an image
       whose mask holds a single class (empty or all-ones mask); such images are left
-      out of the mean (``num_pixel_auc_images`` says how many images it averages).
+      out of the mean (`num_pixel_auc_images` says how many images it averages).
 
 Image level (over all images, authentic ones included)
-    The image score is a pooling of the map: ``"max"`` (default, the maximum pixel
-    probability) or ``"mean"``. The label is 1 when the mask has any tampered pixel.
+    The image score is a pooling of the map: `"max"` (default, the maximum pixel
+    probability) or `"mean"`. The label is 1 when the mask has any tampered pixel.
     The image is *predicted tampered* when its score is strictly greater than
-    ``threshold``.
+    `threshold`.
 
-    * ``image_auc``: ROC AUC of the scores (NaN when only one class is present).
-    * ``image_accuracy``: fraction of images whose prediction equals the label.
-    * ``image_f1``: F1 of the "tampered" class, ``2TP / (2TP + FP + FN)`` over images
+    * `image_auc`: ROC AUC of the scores (NaN when only one class is present).
+    * `image_accuracy`: fraction of images whose prediction equals the label.
+    * `image_f1`: F1 of the "tampered" class, `2TP / (2TP + FP + FN)` over images
       (NaN when there is no tampered image and none is predicted tampered).
 
 Authentic images (all-zero masks)
     By default they are left out of every pixel metric: localization is undefined on
-    them, and benchmark test sets hold tampered images only. ``num_authentic`` reports
-    how many there were. With ``include_authentic=True`` they enter the pixel metrics the
+    them, and benchmark test sets hold tampered images only. `num_authentic` reports
+    how many there were. With `include_authentic=True` they enter the pixel metrics the
     IMDLBenCo way: their F1, permuted F1 and IoU count as 0 (whatever the prediction,
     even an all-clean one) and they add their FP / TN to the summed counts; their AUC
-    is undefined and stays out of ``pixel_auc``. Image-level metrics always use every
+    is undefined and stays out of `pixel_auc`. Image-level metrics always use every
     image.
 
 Edge cases
@@ -45,10 +45,10 @@ Edge cases
       F1 = IoU = AUC = 1. A perfectly inverted prediction: F1 = 0, permuted F1 = 1,
       AUC = 0.
     * An all-ones mask has F1 / IoU as usual but no AUC (single class).
-    * ``pixel_f1_dataset`` is 0 when the pixel set's summed TP, FP and FN are all 0
-      (possible only with ``include_authentic=True`` and clean authentic images).
+    * `pixel_f1_dataset` is 0 when the pixel set's summed TP, FP and FN are all 0
+      (possible only with `include_authentic=True` and clean authentic images).
     * A pixel metric averaged over zero images (for example no tampered image and
-      ``include_authentic=False``) is NaN; so is every metric on an empty input.
+      `include_authentic=False`) is NaN; so is every metric on an empty input.
 
 Inputs
     Each prediction is a probability map in [0, 1] (numpy array or torch tensor, any
@@ -58,19 +58,20 @@ Inputs
     error, as are values outside [0, 1] (logits?), NaN / inf, and non-binary masks.
     A batched array / tensor (N, H, W) or (N, 1, H, W) is read as N maps.
 
-Two entry points compute the same numbers: :func:`iml_metrics` for a list of maps,
-and :class:`IMLMetric`, which streams over batches keeping only a handful of numbers
-per image (and can gather them across processes, see :meth:`IMLMetric.add_batch`).
-An ``evaluate`` metric script wrapping :func:`iml_metrics` ships at
-:data:`EVALUATE_METRIC_SCRIPT` (``evaluate.load(str(EVALUATE_METRIC_SCRIPT))``).
+Two entry points compute the same numbers: `iml_metrics` for a list of maps,
+and `IMLMetric`, which streams over batches keeping only a handful of numbers
+per image (and can gather them across processes, see `IMLMetric.add_batch`).
+An `evaluate` metric script wrapping `iml_metrics` ships at
+`EVALUATE_METRIC_SCRIPT` (`evaluate.load(str(EVALUATE_METRIC_SCRIPT))`).
 """
 
 from __future__ import annotations
 
 import numbers
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -83,11 +84,11 @@ __all__ = [
     "load_evaluate_metric",
 ]
 
-#: Path of the ``evaluate`` metric script shipped with the package. Load it with
-#: ``evaluate.load(str(EVALUATE_METRIC_SCRIPT))`` (or :func:`load_evaluate_metric`).
+# Path of the `evaluate` metric script shipped with the package. Load it with
+# `evaluate.load(str(EVALUATE_METRIC_SCRIPT))` (or `load_evaluate_metric`).
 EVALUATE_METRIC_SCRIPT = Path(__file__).resolve().parent / "metric" / "iml_metrics.py"
 
-#: Supported poolings of a probability map into an image-level score.
+# Supported poolings of a probability map into an image-level score.
 IMAGE_SCORES = ("max", "mean")
 
 # Columns of the per-image statistics rows.
@@ -102,11 +103,11 @@ _STAT_NAMES = ("tp", "fp", "fn", "tn", "auc", "score")
 
 
 def binary_roc_auc(scores: Any, labels: Any) -> float:
-    """Exact ROC AUC of ``scores`` against binary ``labels`` (any shape, flattened).
+    """Exact ROC AUC of `scores` against binary `labels` (any shape, flattened).
 
-    Equals the Mann-Whitney statistic ``P(s_pos > s_neg) + P(s_pos == s_neg) / 2``,
+    Equals the Mann-Whitney statistic `P(s_pos > s_neg) + P(s_pos == s_neg) / 2`,
     i.e. the trapezoidal area under the ROC curve with ties handled as
-    ``sklearn.metrics.roc_auc_score`` does. Runs in O(n log n) with two sorts and two
+    `sklearn.metrics.roc_auc_score` does. Runs in O(n log n) with two sorts and two
     binary searches (no Python loop over elements); the count is done in integers,
     only the final division is a float. Returns NaN when only one class is present.
     """
@@ -227,7 +228,7 @@ def _validate_image_score(image_score: Any) -> str:
     return image_score
 
 
-def _as_list(items: Any, what: str) -> List[Any]:
+def _as_list(items: Any, what: str) -> list[Any]:
     if isinstance(items, (str, bytes)):
         raise ValueError(f"{what} must be a sequence of 2-D maps, got {type(items).__name__}.")
     if isinstance(items, np.ndarray) and items.dtype == object and items.ndim == 1:
@@ -247,7 +248,7 @@ def _as_list(items: Any, what: str) -> List[Any]:
 
 def _image_stats(
     prediction: Any, reference: Any, index: int, threshold: float, image_score: str
-) -> Tuple[float, float, float, float, float, float]:
+) -> tuple[float, float, float, float, float, float]:
     """Per-image statistics row (TP, FP, FN, TN, AUC, image score)."""
     pred = _as_map(prediction, "predictions", index)
     ref = _as_map(reference, "references", index)
@@ -287,7 +288,7 @@ def _mean_or_nan(values: np.ndarray) -> float:
     return float(values.mean()) if values.size else float("nan")
 
 
-def _metrics_from_stats(stats: np.ndarray, threshold: float, include_authentic: bool) -> Dict[str, Any]:
+def _metrics_from_stats(stats: np.ndarray, threshold: float, include_authentic: bool) -> dict[str, Any]:
     stats = np.asarray(stats, dtype=np.float64).reshape(-1, _NUM_STATS)
     # Canonical row order: the results are then bit-identical whatever order (or
     # split across batches / processes) the images arrived in.
@@ -341,9 +342,9 @@ def _metrics_from_stats(stats: np.ndarray, threshold: float, include_authentic: 
 
 
 class IMLMetric:
-    """Streaming form of :func:`iml_metrics`: same numbers, O(1) memory per image.
+    """Streaming form of `iml_metrics`: same numbers, O(1) memory per image.
 
-    For every image it keeps only TP, FP, FN, TN at ``threshold``, the pixel ROC AUC
+    For every image it keeps only TP, FP, FN, TN at `threshold`, the pixel ROC AUC
     and the image score (label, F1, IoU and permuted F1 follow from the counts), so
     a large test set can be scored batch by batch::
 
@@ -354,28 +355,28 @@ class IMLMetric:
             metric.add_batch(torch.sigmoid(logits), masks)     # probabilities, (B, 1, H, W)
         results = metric.compute()
 
-    ``add_batch`` accepts anything :func:`iml_metrics` accepts (a list of maps of
+    `add_batch` accepts anything `iml_metrics` accepts (a list of maps of
     different sizes, or a batched array/tensor whose first axis indexes images).
 
-    Several processes (``accelerate`` / ``torch.distributed``): two ways, both give
+    Several processes (`accelerate` / `torch.distributed`): two ways, both give
     every process the statistics of every image, counted once.
 
-    1. *Gather per batch* (recommended with ``accelerator.prepare``-d data loaders):
-       ``metric.add_batch(probs, masks, accelerator=accelerator)`` in every process,
+    1. *Gather per batch* (recommended with `accelerator.prepare`-d data loaders):
+       `metric.add_batch(probs, masks, accelerator=accelerator)` in every process,
        for every batch. The per-image statistics of the batch are gathered with
-       ``accelerator.gather_for_metrics(..., use_gather_object=True)``, which drops the
-       samples that ``accelerate`` duplicated to pad the last batch (this only works
+       `accelerator.gather_for_metrics(..., use_gather_object=True)`, which drops the
+       samples that `accelerate` duplicated to pad the last batch (this only works
        when it is called inside the loop over the prepared data loader, with the
-       default ``even_batches=True``, and it is a collective: every process must call
-       it for every batch). Then ``compute()`` in any process.
+       default `even_batches=True`, and it is a collective: every process must call
+       it for every batch). Then `compute()` in any process.
     2. *Gather at the end*: when each process adds only its own, distinct images
-       (your own sharding, no padding), call ``metric.add_batch(probs, masks)``
-       locally, then ``metric.gather(accelerator)`` (or ``metric.gather()`` under
-       plain ``torch.distributed``) once in every process, then ``compute()``.
+       (your own sharding, no padding), call `metric.add_batch(probs, masks)`
+       locally, then `metric.gather(accelerator)` (or `metric.gather()` under
+       plain `torch.distributed`) once in every process, then `compute()`.
        Duplicates cannot be detected here: the caller must pass each image exactly
        once over all processes.
 
-    Mixing the two in one metric raises ``RuntimeError``; ``reset()`` starts over.
+    Mixing the two in one metric raises `RuntimeError`; `reset()` starts over.
     """
 
     def __init__(self, threshold: float = 0.5, include_authentic: bool = False, image_score: str = "max"):
@@ -387,13 +388,13 @@ class IMLMetric:
     # -- state ---------------------------------------------------------------
     def reset(self) -> None:
         """Forget every image added so far."""
-        self._rows: List[Tuple[float, ...]] = []
-        self._scope: Optional[str] = None  # None (empty), "local" or "global"
+        self._rows: list[tuple[float, ...]] = []
+        self._scope: str | None = None  # None (empty), "local" or "global"
 
     def __len__(self) -> int:
         return len(self._rows)
 
-    def _extend(self, rows: Sequence[Tuple[float, ...]], scope: str) -> None:
+    def _extend(self, rows: Sequence[tuple[float, ...]], scope: str) -> None:
         if self._scope is not None and self._scope != scope and self._rows:
             if scope == "global":
                 raise RuntimeError(
@@ -411,8 +412,8 @@ class IMLMetric:
             self._scope = scope
 
     # -- adding data ----------------------------------------------------------
-    def batch_stats(self, predictions: Any, references: Any) -> List[Tuple[float, ...]]:
-        """Per-image statistics rows ``(tp, fp, fn, tn, auc, score)`` of a batch (not stored)."""
+    def batch_stats(self, predictions: Any, references: Any) -> list[tuple[float, ...]]:
+        """Per-image statistics rows `(tp, fp, fn, tn, auc, score)` of a batch (not stored)."""
         preds = _as_list(predictions, "predictions")
         refs = _as_list(references, "references")
         if len(preds) != len(refs):
@@ -426,9 +427,9 @@ class IMLMetric:
     def add_batch(self, predictions: Any, references: Any, *, accelerator: Any = None) -> None:
         """Add a batch of probability maps and their binary masks.
 
-        With ``accelerator`` (an ``accelerate.Accelerator``), the per-image statistics
+        With `accelerator` (an `accelerate.Accelerator`), the per-image statistics
         of this batch are gathered from every process with
-        ``accelerator.gather_for_metrics`` (duplicated tail samples dropped); every
+        `accelerator.gather_for_metrics` (duplicated tail samples dropped); every
         process must call this for every batch. See the class docstring.
         """
         rows = self.batch_stats(predictions, references)
@@ -442,15 +443,15 @@ class IMLMetric:
         """Add one image (a 2-D map and its mask)."""
         self.add_batch([prediction], [reference])
 
-    def gather(self, accelerator: Any = None) -> "IMLMetric":
+    def gather(self, accelerator: Any = None) -> IMLMetric:
         """Collect the per-image statistics of every process into every process (in place).
 
         For callers whose processes each added their own distinct images locally.
         A collective call: every process must call it, once. Uses
-        ``accelerate.utils.gather_object`` when ``accelerator`` is given, otherwise
-        ``torch.distributed.all_gather_object`` when a default process group is
+        `accelerate.utils.gather_object` when `accelerator` is given, otherwise
+        `torch.distributed.all_gather_object` when a default process group is
         initialised (with NCCL, set the CUDA device of each rank first); in a single
-        process it does nothing. Returns ``self``.
+        process it does nothing. Returns `self`.
         """
         if self._scope == "global":
             raise RuntimeError(
@@ -469,7 +470,7 @@ class IMLMetric:
             except ImportError:  # pragma: no cover - torch is a dependency
                 dist = None
             if dist is not None and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-                parts: List[Any] = [None] * dist.get_world_size()
+                parts: list[Any] = [None] * dist.get_world_size()
                 dist.all_gather_object(parts, local)
                 rows = [row for part in parts for row in part]
         self._rows = [tuple(float(v) for v in row) for row in rows]
@@ -477,11 +478,11 @@ class IMLMetric:
         return self
 
     # -- results --------------------------------------------------------------
-    def per_image_stats(self) -> Dict[str, np.ndarray]:
+    def per_image_stats(self) -> dict[str, np.ndarray]:
         """Arrays over the stored images: tp, fp, fn, tn, auc, score, label, f1, f1_permuted, iou.
 
-        ``f1`` / ``f1_permuted`` / ``iou`` are 0 on authentic images (IMDLBenCo rule);
-        ``auc`` is NaN where the mask holds a single class.
+        `f1` / `f1_permuted` / `iou` are 0 on authentic images (IMDLBenCo rule);
+        `auc` is NaN where the mask holds a single class.
         """
         stats = np.asarray(self._rows, dtype=np.float64).reshape(-1, _NUM_STATS)
         out = {name: stats[:, i].copy() for i, name in enumerate(_STAT_NAMES)}
@@ -493,8 +494,8 @@ class IMLMetric:
         out["iou"] = _safe_ratio(tp, tp + fp + fn)
         return out
 
-    def compute(self) -> Dict[str, Any]:
-        """Metrics over every stored image (see :func:`iml_metrics` for the keys)."""
+    def compute(self) -> dict[str, Any]:
+        """Metrics over every stored image (see `iml_metrics` for the keys)."""
         return _metrics_from_stats(
             np.asarray(self._rows, dtype=np.float64), self.threshold, self.include_authentic
         )
@@ -511,7 +512,7 @@ def iml_metrics(
     threshold: float = 0.5,
     include_authentic: bool = False,
     image_score: str = "max",
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """Pixel- and image-level manipulation-localization metrics.
 
     Args:
@@ -525,20 +526,20 @@ def iml_metrics(
         include_authentic: include images with an empty mask in the pixel metrics,
             IMDLBenCo way (F1 / IoU / permuted F1 of 0; AUC excluded). Default: leave
             them out.
-        image_score: pooling of a map into an image score, ``"max"`` or ``"mean"``.
+        image_score: pooling of a map into an image score, `"max"` or `"mean"`.
 
     Returns:
-        dict with ``pixel_f1``, ``pixel_f1_dataset``, ``pixel_f1_permuted``,
-        ``pixel_iou``, ``pixel_auc``, ``image_auc``, ``image_accuracy``, ``image_f1``
+        dict with `pixel_f1`, `pixel_f1_dataset`, `pixel_f1_permuted`,
+        `pixel_iou`, `pixel_auc`, `image_auc`, `image_accuracy`, `image_f1`
         (floats; NaN where undefined, see the module docstring), and the counts
-        ``num_images``, ``num_authentic``, ``num_tampered``, ``num_pixel_auc_images``.
+        `num_images`, `num_authentic`, `num_tampered`, `num_pixel_auc_images`.
 
     Raises:
         ValueError: different numbers of predictions and references; a prediction and
             its mask of different shapes (the message names the index and both shapes);
             a map that is not 2-D (or (1, H, W)); predictions outside [0, 1] (logits?)
-            or with NaN / inf; a non-binary mask; ``threshold`` outside [0, 1]; an
-            unknown ``image_score``.
+            or with NaN / inf; a non-binary mask; `threshold` outside [0, 1]; an
+            unknown `image_score`.
     """
     metric = IMLMetric(threshold=threshold, include_authentic=include_authentic, image_score=image_score)
     metric.add_batch(predictions, references)
@@ -546,10 +547,10 @@ def iml_metrics(
 
 
 def load_evaluate_metric(**kwargs: Any) -> Any:
-    """``evaluate.load`` the IML metric script shipped with this package (works offline).
+    """`evaluate.load` the IML metric script shipped with this package (works offline).
 
-    Keyword arguments go to ``evaluate.load`` (``cache_dir``, ``keep_in_memory``,
-    ``experiment_id``, ...). Requires the ``evaluate`` package.
+    Keyword arguments go to `evaluate.load` (`cache_dir`, `keep_in_memory`,
+    `experiment_id`, ...). Requires the `evaluate` package.
     """
     import evaluate
 

@@ -2,15 +2,15 @@
 
 The field re-evaluates a model after degrading the test images (not the masks) with
 JPEG re-compression (quality 50-100), Gaussian blur (kernel 3-23) and additive Gaussian
-noise. These functions take and return ``PIL.Image.Image`` objects in ``RGB`` mode and
+noise. These functions take and return `PIL.Image.Image` objects in `RGB` mode and
 depend only on Pillow and numpy:
 
-* :func:`jpeg_compress` -- encode to JPEG at ``quality`` with Pillow and decode again.
-* :func:`gaussian_blur` -- separable Gaussian filter with a ``kernel_size`` x
-  ``kernel_size`` kernel, by default the one ``cv2.GaussianBlur(image, (k, k), 0)`` uses,
-  reflect-101 borders (OpenCV's default ``BORDER_REFLECT_101``).
-* :func:`gaussian_noise` -- i.i.d. zero-mean Gaussian noise of standard deviation
-  ``sigma`` (8-bit intensity units), seeded, then rounded and clipped to 0-255.
+* `jpeg_compress` -- encode to JPEG at `quality` with Pillow and decode again.
+* `gaussian_blur` -- separable Gaussian filter with a `kernel_size` x
+  `kernel_size` kernel, by default the one `cv2.GaussianBlur(image, (k, k), 0)` uses,
+  reflect-101 borders (OpenCV's default `BORDER_REFLECT_101`).
+* `gaussian_noise` -- i.i.d. zero-mean Gaussian noise of standard deviation
+  `sigma` (8-bit intensity units), seeded, then rounded and clipped to 0-255.
 
 None of them changes the image size, so the ground-truth mask stays valid.
 """
@@ -20,7 +20,6 @@ from __future__ import annotations
 import io
 import math
 import numbers
-from typing import Optional, Union
 
 import numpy as np
 from PIL import Image
@@ -48,11 +47,11 @@ def _is_int(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def jpeg_compress(image: Image.Image, quality: int, *, subsampling: Union[int, str, None] = None) -> Image.Image:
-    """Re-compress ``image`` as JPEG at ``quality`` (integer 1-100) and decode it.
+def jpeg_compress(image: Image.Image, quality: int, *, subsampling: int | str | None = None) -> Image.Image:
+    """Re-compress `image` as JPEG at `quality` (integer 1-100) and decode it.
 
-    ``subsampling`` is passed to Pillow's JPEG encoder when given (``"4:4:4"``,
-    ``"4:2:2"``, ``"4:2:0"`` or 0/1/2); by default Pillow's (and OpenCV's) default
+    `subsampling` is passed to Pillow's JPEG encoder when given (`"4:4:4"`,
+    `"4:2:2"`, `"4:2:0"` or 0/1/2); by default Pillow's (and OpenCV's) default
     4:2:0 chroma subsampling is used, so even quality 100 is not bit-exact.
     Returns a new RGB image of the same size.
     """
@@ -75,7 +74,7 @@ def jpeg_compress(image: Image.Image, quality: int, *, subsampling: Union[int, s
 
 def opencv_default_sigma(kernel_size: int) -> float:
     """Gaussian sigma OpenCV derives from the kernel size when sigma is 0:
-    ``0.3 * ((kernel_size - 1) * 0.5 - 1) + 0.8``."""
+    `0.3 * ((kernel_size - 1) * 0.5 - 1) + 0.8`."""
     return 0.3 * ((kernel_size - 1) * 0.5 - 1) + 0.8
 
 
@@ -87,12 +86,12 @@ OPENCV_SMALL_KERNELS = {
 }
 
 
-def gaussian_kernel_1d(kernel_size: int, sigma: Optional[float] = None) -> np.ndarray:
-    """Normalised 1-D Gaussian weights of odd length ``kernel_size`` (float64, sums to 1).
+def gaussian_kernel_1d(kernel_size: int, sigma: float | None = None) -> np.ndarray:
+    """Normalised 1-D Gaussian weights of odd length `kernel_size` (float64, sums to 1).
 
-    Without ``sigma``, the kernel ``cv2.GaussianBlur`` uses with sigma 0: the fixed tables
-    :data:`OPENCV_SMALL_KERNELS` for sizes 3, 5 and 7, the Gaussian of
-    :func:`opencv_default_sigma` from 9 on.
+    Without `sigma`, the kernel `cv2.GaussianBlur` uses with sigma 0: the fixed tables
+    `OPENCV_SMALL_KERNELS` for sizes 3, 5 and 7, the Gaussian of
+    `opencv_default_sigma` from 9 on.
     """
     _check_kernel_size(kernel_size)
     if sigma is None:
@@ -130,11 +129,11 @@ def _reflect101_indices(length: int, pad: int) -> np.ndarray:
     return np.where(idx < length, idx, period - idx)
 
 
-def gaussian_blur(image: Image.Image, kernel_size: int, sigma: Optional[float] = None) -> Image.Image:
-    """Blur ``image`` with a ``kernel_size`` x ``kernel_size`` Gaussian.
+def gaussian_blur(image: Image.Image, kernel_size: int, sigma: float | None = None) -> Image.Image:
+    """Blur `image` with a `kernel_size` x `kernel_size` Gaussian.
 
-    ``kernel_size`` must be odd and >= 3 (robustness benchmarks use 3-23). Without
-    ``sigma`` the kernel is OpenCV's for sigma 0 (see :func:`gaussian_kernel_1d`). The
+    `kernel_size` must be odd and >= 3 (robustness benchmarks use 3-23). Without
+    `sigma` the kernel is OpenCV's for sigma 0 (see `gaussian_kernel_1d`). The
     filter is separable (rows, then columns), computed in float64 with reflect-101
     borders (as OpenCV's default), rounded to the nearest integer and clipped to 0-255.
     """
@@ -158,14 +157,14 @@ def gaussian_blur(image: Image.Image, kernel_size: int, sigma: Optional[float] =
 
 
 def gaussian_noise(
-    image: Image.Image, sigma: float, seed: Union[int, np.random.Generator, None] = None
+    image: Image.Image, sigma: float, seed: int | np.random.Generator | None = None
 ) -> Image.Image:
-    """Add zero-mean Gaussian noise of standard deviation ``sigma`` to every channel.
+    """Add zero-mean Gaussian noise of standard deviation `sigma` to every channel.
 
-    ``sigma`` is in 8-bit intensity units (0-255 scale; e.g. 3, 7, 11, 15, 23 in
+    `sigma` is in 8-bit intensity units (0-255 scale; e.g. 3, 7, 11, 15, 23 in
     robustness tables), must be finite and >= 0 (0 returns an identical copy). The noise
-    is i.i.d. per pixel and channel, drawn from ``numpy.random.default_rng(seed)`` (or
-    from ``seed`` itself when it is a ``numpy.random.Generator``), so an integer seed
+    is i.i.d. per pixel and channel, drawn from `numpy.random.default_rng(seed)` (or
+    from `seed` itself when it is a `numpy.random.Generator`), so an integer seed
     makes the result reproducible. The sum is rounded and clipped to 0-255.
     """
     _check_image(image)

@@ -9,21 +9,21 @@ quote it so that the shell does not expand it).
 
 For every image, at its original resolution (after applying its EXIF orientation):
 
-- ``<name>.mask.png``: binary mask, 255 where the probability is above the threshold;
-- ``<name>.heatmap.png``: the probability map in colour (dark violet 0 -> pale yellow 1);
-- ``<name>.overlay.png``: image | heatmap | image with the manipulated region tinted and outlined;
+- `<name>.mask.png`: binary mask, 255 where the probability is above the threshold;
+- `<name>.heatmap.png`: the probability map in colour (dark violet 0 -> pale yellow 1);
+- `<name>.overlay.png`: image | heatmap | image with the manipulated region tinted and outlined;
 
-and one line of ``predictions.jsonl`` (rewritten by each run): ``file`` (absolute path), ``width``, ``height``,
-``score`` (the image-level score: the maximum pixel probability), ``manipulated_fraction`` (fraction of pixels above
-the threshold), ``threshold``, ``mode``, and ``outputs`` (the three file names, relative to the output folder).
+and one line of `predictions.jsonl` (rewritten by each run): `file` (absolute path), `width`, `height`,
+`score` (the image-level score: the maximum pixel probability), `manipulated_fraction` (fraction of pixels above
+the threshold), `threshold`, `mode`, and `outputs` (the three file names, relative to the output folder).
 
-Output names: ``<name>`` is the input's path relative to the deepest folder containing all inputs, file extension
-included (``a/x.jpg`` -> ``a/x.jpg.mask.png``), so that inputs with the same stem in different folders, or
-``x.jpg`` next to ``x.png``, never collide. Every file is written under a temporary name in its folder and then
+Output names: `<name>` is the input's path relative to the deepest folder containing all inputs, file extension
+included (`a/x.jpg` -> `a/x.jpg.mask.png`), so that inputs with the same stem in different folders, or
+`x.jpg` next to `x.png`, never collide. Every file is written under a temporary name in its folder and then
 renamed, so the output folder never holds a half-written picture.
 
 Images smaller than 32 x 32 pixels fail in every mode (the processor refuses them before resizing, and an upscaled
-thumbnail carries no forensic traces); in native mode, images above ``--max-pixels`` fail with a hint to use tiled.
+thumbnail carries no forensic traces); in native mode, images above `--max-pixels` fail with a hint to use tiled.
 
 Exit status: 0 when every image was processed, 1 when some failed (unreadable, too small, over the native-mode
 limit, ...; each is reported and skipped), 2 for a usage error or a model that cannot be loaded (before any image
@@ -44,7 +44,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from .inference import (
+from ..inference.predictor import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_TILE_OVERLAP,
     DEFAULT_TILE_SIZE,
@@ -59,8 +59,7 @@ from .inference import (
     load_model,
     manipulated_fraction,
 )
-from .visualization import heatmap_image, mask_image, overlay_image
-
+from ..inference.visualization import heatmap_image, mask_image, overlay_image
 
 OUTPUT_KINDS = ("mask", "heatmap", "overlay")
 JSONL_NAME = "predictions.jsonl"
@@ -109,7 +108,7 @@ def collect_inputs(arguments: list[str], exclude: str | os.PathLike | None = Non
     """Expand files, folders (recursively, image extensions only) and glob patterns into a list of files.
 
     Files are deduplicated (by their resolved path) and kept in argument order. Missing paths and patterns that
-    match nothing are returned as failures. Anything inside ``exclude`` (the output folder) is skipped.
+    match nothing are returned as failures. Anything inside `exclude` (the output folder) is skipped.
     """
     exclude_path = Path(exclude).resolve() if exclude is not None else None
     result = Inputs()
@@ -285,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size,
             max_pixels=args.max_pixels,
         )
-    except Exception as error:  # noqa: BLE001 - any failure to set up the model is a usage error (exit 2)
+    except Exception as error:
         return _error(
             str(error) if isinstance(error, (ModelLoadError, ValueError)) else f"{type(error).__name__}: {error}"
         )

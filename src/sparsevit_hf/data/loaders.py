@@ -1,43 +1,43 @@
-"""Image manipulation localization (IML) data sets as :class:`datasets.Dataset` objects.
+"""Image manipulation localization (IML) data sets as `datasets.Dataset` objects.
 
 Every loader returns a data set with the same three columns:
 
-* ``image`` -- :class:`datasets.Image` (decoded lazily, only when a row is read),
-* ``mask`` -- :class:`datasets.Image`, or ``None`` for an authentic image,
-* ``label`` -- :class:`datasets.ClassLabel` ``["authentic", "tampered"]`` (0 / 1).
+* `image` -- `datasets.Image` (decoded lazily, only when a row is read),
+* `mask` -- `datasets.Image`, or `None` for an authentic image,
+* `label` -- `datasets.ClassLabel` `["authentic", "tampered"]` (0 / 1).
 
-The one entry point is :func:`load_iml_dataset` (or :func:`load_iml_bundle`, which also
+The one entry point is `load_iml_dataset` (or `load_iml_bundle`, which also
 returns the sizes of the parts of a combined data set for balanced sampling). Accepted specs:
 
-``"path/to/folder"`` with ``Tp/`` and ``Gt/`` (and optionally ``Au/``)
-    Tampered images in ``Tp/``, their masks in ``Gt/``, paired by file stem whatever the
-    extensions; a mask stem may carry a ``_gt`` / ``_mask`` (or ``-gt`` / ``-mask``) suffix.
-    Authentic images in ``Au/`` (label 0, no mask). Sub-folders are searched and must be
-    mirrored between ``Tp/`` and ``Gt/``. Non-image files are ignored.
-``"pairs.json"``
-    A JSON list of ``[image, mask]`` pairs; ``mask`` may be ``"Negative"`` (or ``null``) for
+`"path/to/folder"` with `Tp/` and `Gt/` (and optionally `Au/`)
+    Tampered images in `Tp/`, their masks in `Gt/`, paired by file stem whatever the
+    extensions; a mask stem may carry a `_gt` / `_mask` (or `-gt` / `-mask`) suffix.
+    Authentic images in `Au/` (label 0, no mask). Sub-folders are searched and must be
+    mirrored between `Tp/` and `Gt/`. Non-image files are ignored.
+`"pairs.json"`
+    A JSON list of `[image, mask]` pairs; `mask` may be `"Negative"` (or `null`) for
     an authentic image. Relative paths are relative to the JSON file's folder.
-``"combined.json"`` (or a Python list of specs)
-    A JSON list of ``[kind, path]`` entries, ``kind`` one of ``folder`` (aliases
-    ``ManiDataset``, ``mani``), ``json`` (``JsonDataset``), ``datasets`` (``hf``,
-    ``HFDataset``, ``imagefolder``) or ``synthetic``. The parts are concatenated;
-    :func:`balanced_epoch_indices` / :class:`BalancedSampler` draw the same number of
+`"combined.json"` (or a Python list of specs)
+    A JSON list of `[kind, path]` entries, `kind` one of `folder` (aliases
+    `ManiDataset`, `mani`), `json` (`JsonDataset`), `datasets` (`hf`,
+    `HFDataset`, `imagefolder`) or `synthetic`. The parts are concatenated;
+    `balanced_epoch_indices` / `BalancedSampler` draw the same number of
     samples from every part in each epoch (1,840 in the CAT-Net protocol).
-a :mod:`datasets` data set
-    A ``save_to_disk`` folder, an ``imagefolder`` folder (``metadata.jsonl`` / ``.csv`` with
-    ``file_name`` and ``mask_file_name``), or a Hub id (needs network: the error of
-    :func:`datasets.load_dataset` is re-raised with an explanation when offline). Column
+a `datasets` data set
+    A `save_to_disk` folder, an `imagefolder` folder (`metadata.jsonl` / `.csv` with
+    `file_name` and `mask_file_name`), or a Hub id (needs network: the error of
+    `datasets.load_dataset` is re-raised with an explanation when offline). Column
     names are configurable; without a label column the label is derived from mask emptiness.
-``"synthetic"``, ``"synthetic:test"``, ``"synthetic:train:num_images=200,size=256,seed=1"``
-    The built-in synthetic tampering data set (:mod:`sparsevit_hf.synthetic`), in memory.
+`"synthetic"`, `"synthetic:test"`, `"synthetic:train:num_images=200,size=256,seed=1"`
+    The built-in synthetic tampering data set (`sparsevit_hf.synthetic`), in memory.
 
 Decoding follows the official recipe: images are converted to RGB (16-bit images are scaled to
-8 bits, CMYK and palette images converted), masks are binarised as ``mean(RGB) > 127.5``
-(:func:`load_mask`). EXIF orientation tags are *not* applied, so that images and masks stay
-pixel-aligned as they were annotated. Use :func:`load_example` or :func:`with_decoding` for
-training-time reading: they raise :class:`CorruptImageError` naming the file for unreadable or
-truncated images and :class:`MaskSizeMismatchError` naming both files when a mask's size differs
-from its image's. :func:`validate_dataset` checks a whole data set cheaply from image headers.
+8 bits, CMYK and palette images converted), masks are binarised as `mean(RGB) > 127.5`
+(`load_mask`). EXIF orientation tags are *not* applied, so that images and masks stay
+pixel-aligned as they were annotated. Use `load_example` or `with_decoding` for
+training-time reading: they raise `CorruptImageError` naming the file for unreadable or
+truncated images and `MaskSizeMismatchError` naming both files when a mask's size differs
+from its image's. `validate_dataset` checks a whole data set cheaply from image headers.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image as PILImage
@@ -86,17 +86,17 @@ __all__ = [
     "balanced_epoch_indices",
 ]
 
-#: File extensions (lower case) recognised as images when scanning folders.
+# File extensions (lower case) recognised as images when scanning folders.
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".ppm", ".pgm", ".pnm"}
 )
-#: Suffixes a mask's file stem may carry in addition to its image's stem (compared case-insensitively).
+# Suffixes a mask's file stem may carry in addition to its image's stem (compared case-insensitively).
 MASK_SUFFIXES = ("_gt", "_mask", "-gt", "-mask")
-#: Samples drawn from each part of a combined data set per epoch in the CAT-Net protocol.
+# Samples drawn from each part of a combined data set per epoch in the CAT-Net protocol.
 DEFAULT_PER_DATASET = 1840
-#: Names of the ``label`` column's classes.
+# Names of the `label` column's classes.
 LABEL_NAMES = ("authentic", "tampered")
-#: Strings that mark an authentic image in place of a mask path in JSON pair lists.
+# Strings that mark an authentic image in place of a mask path in JSON pair lists.
 NEGATIVE_MASK = "negative"
 
 _SHOW = 10  # how many file names an error message lists
@@ -114,7 +114,7 @@ class MissingFilesError(IMLDatasetError, FileNotFoundError):
 
 
 class UnpairedImagesError(IMLDatasetError):
-    """Tampered images without a mask (see ``authentic_unpaired``)."""
+    """Tampered images without a mask (see `authentic_unpaired`)."""
 
 
 class CorruptImageError(IMLDatasetError, OSError):
@@ -135,7 +135,7 @@ def _list_some(items: Sequence[Any], show: int = _SHOW) -> str:
 # --------------------------------------------------------------------------------------------------
 # Decoding
 # --------------------------------------------------------------------------------------------------
-ImageSource = Union[str, os.PathLike, bytes, bytearray, Mapping[str, Any], PILImage.Image, np.ndarray]
+ImageSource = str | os.PathLike | bytes | bytearray | Mapping[str, Any] | PILImage.Image | np.ndarray
 
 
 def _describe(source: Any) -> str:
@@ -187,7 +187,7 @@ def _scale_16bit(a: np.ndarray) -> np.ndarray:
 
 
 def _pil_to_rgb(im: PILImage.Image) -> np.ndarray:
-    """Decode a PIL image to an ``(H, W, 3)`` uint8 RGB array (16-bit scaled, CMYK/palette converted)."""
+    """Decode a PIL image to an `(H, W, 3)` uint8 RGB array (16-bit scaled, CMYK/palette converted)."""
     mode = im.mode
     if mode.startswith("I;16"):
         a = _scale_16bit(np.asarray(im))
@@ -226,10 +226,10 @@ def _array_to_rgb(a: np.ndarray) -> np.ndarray:
 
 
 def load_image(source: ImageSource) -> np.ndarray:
-    """Decode an image to an ``(H, W, 3)`` uint8 RGB array.
+    """Decode an image to an `(H, W, 3)` uint8 RGB array.
 
-    ``source`` may be a path, encoded bytes, a ``{"path", "bytes"}`` dict (a
-    :class:`datasets.Image` value read with ``decode=False``), a PIL image or an array.
+    `source` may be a path, encoded bytes, a `{"path", "bytes"}` dict (a
+    `datasets.Image` value read with `decode=False`), a PIL image or an array.
     16-bit images are scaled to 8 bits (not clipped), CMYK / palette / grey / alpha images are
     converted to RGB (alpha dropped), and EXIF orientation is ignored.
 
@@ -260,12 +260,12 @@ def _binarise(rgb: np.ndarray) -> np.ndarray:
 
 
 def load_mask(source: ImageSource) -> np.ndarray:
-    """Decode a mask to an ``(H, W)`` bool array, the official way.
+    """Decode a mask to an `(H, W)` bool array, the official way.
 
-    The mask is converted to RGB and binarised as ``mean over channels > 127.5``, so grey,
+    The mask is converted to RGB and binarised as `mean over channels > 127.5`, so grey,
     RGB, palette and lossy JPEG masks all work; 16-bit masks are scaled to 8 bits first. One
     deliberate extension: a mask whose maximum value is exactly 1 (a 0/1 label map saved as
-    an image, which the official rule would read as empty) is binarised as ``> 0``. Arrays are
+    an image, which the official rule would read as empty) is binarised as `> 0`. Arrays are
     accepted too (bool as is; others with the same rules).
     """
     if isinstance(source, np.ndarray):
@@ -276,7 +276,7 @@ def load_mask(source: ImageSource) -> np.ndarray:
 
 
 def image_size(source: ImageSource) -> tuple[int, int]:
-    """``(width, height)`` of an image, read from its header only (nothing is decoded)."""
+    """`(width, height)` of an image, read from its header only (nothing is decoded)."""
     if isinstance(source, np.ndarray):
         return int(source.shape[1]), int(source.shape[0])
     if isinstance(source, PILImage.Image):
@@ -302,10 +302,10 @@ def load_example(
     image_column: str = "image",
     mask_column: str = "mask",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Decode one row into ``(image uint8 (H, W, 3), mask bool (H, W))``.
+    """Decode one row into `(image uint8 (H, W, 3), mask bool (H, W))`.
 
-    Works on rows read with ``decode=False`` (``{"path", "bytes"}`` dicts; see
-    :func:`with_decoding`) and on decoded rows (PIL images). An authentic row (mask ``None``)
+    Works on rows read with `decode=False` (`{"path", "bytes"}` dicts; see
+    `with_decoding`) and on decoded rows (PIL images). An authentic row (mask `None`)
     gets an all-false mask.
 
     Raises:
@@ -325,7 +325,7 @@ def load_example(
 
 
 class _DecodingTransform:
-    """Batch transform for ``Dataset.with_transform`` (a class, so that it pickles into DataLoader workers)."""
+    """Batch transform for `Dataset.with_transform` (a class, so that it pickles into DataLoader workers)."""
 
     def __init__(
         self,
@@ -358,12 +358,12 @@ def with_decoding(
     image_column: str = "image",
     mask_column: str = "mask",
 ) -> datasets.Dataset:
-    """A view of ``ds`` whose rows hold decoded numpy arrays (lazily, on access).
+    """A view of `ds` whose rows hold decoded numpy arrays (lazily, on access).
 
-    ``ds[i]["image"]`` is ``(H, W, 3)`` uint8, ``ds[i]["mask"]`` ``(H, W)`` bool (all false for
-    authentic rows), decoded with :func:`load_example` (clear errors) and then passed through
-    ``transform(image, mask) -> (image, mask)`` if given (for example
-    :func:`sparsevit_hf.augmentations.training_transforms`). Other columns pass through.
+    `ds[i]["image"]` is `(H, W, 3)` uint8, `ds[i]["mask"]` `(H, W)` bool (all false for
+    authentic rows), decoded with `load_example` (clear errors) and then passed through
+    `transform(image, mask) -> (image, mask)` if given (for example
+    `sparsevit_hf.augmentations.training_transforms`). Other columns pass through.
     """
     from datasets import Image
 
@@ -375,7 +375,7 @@ def with_decoding(
 # Building data sets
 # --------------------------------------------------------------------------------------------------
 def iml_features() -> datasets.Features:
-    """The features of every IML data set: ``image``, ``mask`` (Image) and ``label`` (ClassLabel)."""
+    """The features of every IML data set: `image`, `mask` (Image) and `label` (ClassLabel)."""
     from datasets import ClassLabel, Features, Image
 
     return Features({"image": Image(), "mask": Image(), "label": ClassLabel(names=list(LABEL_NAMES))})
@@ -392,7 +392,7 @@ def _is_image_file(name: str) -> bool:
 
 
 def _scan_images(folder: Path) -> list[str]:
-    """Relative paths (POSIX, sorted) of the image files under ``folder`` (recursively)."""
+    """Relative paths (POSIX, sorted) of the image files under `folder` (recursively)."""
     found: list[str] = []
     stack = [""]
     while stack:
@@ -409,7 +409,7 @@ def _scan_images(folder: Path) -> list[str]:
 
 
 def _find_child(folder: Path, name: str) -> Path | None:
-    """The sub-folder of ``folder`` called ``name``, compared case-insensitively."""
+    """The sub-folder of `folder` called `name`, compared case-insensitively."""
     exact = folder / name
     if exact.is_dir():
         return exact
@@ -613,10 +613,10 @@ class IMLDatasetBundle:
     """A data set together with the sizes of the parts it was concatenated from.
 
     Attributes:
-        dataset: the concatenated :class:`datasets.Dataset` (columns ``image``, ``mask``, ``label``).
+        dataset: the concatenated `datasets.Dataset` (columns `image`, `mask`, `label`).
         sizes: number of rows of each part, in order (one part for a single data set).
         names: a name for each part (its path or spec).
-        skipped: files skipped as corrupt (``skip_corrupt=True``); empty otherwise.
+        skipped: files skipped as corrupt (`skip_corrupt=True`); empty otherwise.
     """
 
     dataset: datasets.Dataset
@@ -626,22 +626,22 @@ class IMLDatasetBundle:
 
     @property
     def offsets(self) -> tuple[int, ...]:
-        """Index of the first row of each part in :attr:`dataset`."""
+        """Index of the first row of each part in `dataset`."""
         return tuple(int(x) for x in np.concatenate([[0], np.cumsum(self.sizes)[:-1]])) if self.sizes else ()
 
     def epoch_indices(
         self, epoch: int, per_dataset: int | Sequence[int] = DEFAULT_PER_DATASET, seed: int = 0
     ) -> np.ndarray:
-        """Balanced indices into :attr:`dataset` for one epoch (see :func:`balanced_epoch_indices`)."""
+        """Balanced indices into `dataset` for one epoch (see `balanced_epoch_indices`)."""
         return balanced_epoch_indices(self.sizes, per_dataset, epoch=epoch, seed=seed)
 
     def sampler(self, per_dataset: int | Sequence[int] = DEFAULT_PER_DATASET, seed: int = 0) -> BalancedSampler:
-        """A :class:`BalancedSampler` over :attr:`dataset`."""
+        """A `BalancedSampler` over `dataset`."""
         return BalancedSampler(self.sizes, per_dataset, seed=seed)
 
 
 def _check_readable(paths: list[str], num_workers: int) -> dict[str, str]:
-    """Fully decode each file; return ``{path: error}`` for those that fail."""
+    """Fully decode each file; return `{path: error}` for those that fail."""
 
     def check(p: str) -> tuple[str, str | None]:
         try:
@@ -782,7 +782,7 @@ def _load_hf(
     else:
         try:
             loaded = hfds.load_dataset(spec, cache_dir=cache_dir)
-        except Exception as exc:  # noqa: BLE001 - re-raised with context
+        except Exception as exc:
             offline = hfds.config.HF_DATASETS_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
             raise IMLDatasetError(
                 f"{spec!r} is not a local file or folder, so it was loaded as a Hugging Face Hub data set "
@@ -916,11 +916,11 @@ def load_iml_bundle(
 ) -> IMLDatasetBundle:
     """Load any supported data set spec and return it with the sizes of its parts.
 
-    Accepts everything :func:`load_iml_dataset` accepts (see there for the arguments). For a
-    combined spec (a JSON ``[kind, path]`` list, or a Python list of specs / ``(kind, spec)``
-    pairs) the parts are concatenated in order, keeping only the ``image``, ``mask`` and
-    ``label`` columns; :attr:`IMLDatasetBundle.sizes` gives their lengths for
-    :func:`balanced_epoch_indices`. A single data set is a bundle of one part.
+    Accepts everything `load_iml_dataset` accepts (see there for the arguments). For a
+    combined spec (a JSON `[kind, path]` list, or a Python list of specs / `(kind, spec)`
+    pairs) the parts are concatenated in order, keeping only the `image`, `mask` and
+    `label` columns; `IMLDatasetBundle.sizes` gives their lengths for
+    `balanced_epoch_indices`. A single data set is a bundle of one part.
     """
     from datasets import concatenate_datasets
 
@@ -968,30 +968,30 @@ def load_iml_dataset(
     """Load an image manipulation localization data set from any supported spec.
 
     Args:
-        spec: a ``Tp/``+``Gt/`` folder, a JSON pair list, a combined JSON ``[kind, path]`` list
-            (or a Python list of specs), a ``datasets`` ``save_to_disk`` / ``imagefolder``
-            folder or Hub id, or ``"synthetic[:split][:key=value,...]"`` (keys ``num_images``,
-            ``size``, ``seed``, ``authentic_fraction``). See the module docstring.
-        split: split of a ``DatasetDict`` / Hub data set, or of the synthetic data set.
-        authentic_unpaired: treat images in ``Tp/`` without a mask as authentic (label 0)
-            instead of raising :class:`UnpairedImagesError`.
+        spec: a `Tp/`+`Gt/` folder, a JSON pair list, a combined JSON `[kind, path]` list
+            (or a Python list of specs), a `datasets` `save_to_disk` / `imagefolder`
+            folder or Hub id, or `"synthetic[:split][:key=value,...]"` (keys `num_images`,
+            `size`, `seed`, `authentic_fraction`). See the module docstring.
+        split: split of a `DatasetDict` / Hub data set, or of the synthetic data set.
+        authentic_unpaired: treat images in `Tp/` without a mask as authentic (label 0)
+            instead of raising `UnpairedImagesError`.
         skip_corrupt: fully decode every file of folder / JSON data sets once now and drop the
             samples whose image or mask is unreadable or truncated; the count and names are
-            logged (warning) and returned by :func:`load_iml_bundle` in ``skipped``. Without it
-            nothing is decoded now and a corrupt file raises :class:`CorruptImageError` when read.
-        image_column, mask_column, label_column: column names of a ``datasets`` data set
-            (renamed to ``image`` / ``mask`` / ``label``). Without a label column the label is
+            logged (warning) and returned by `load_iml_bundle` in `skipped`. Without it
+            nothing is decoded now and a corrupt file raises `CorruptImageError` when read.
+        image_column, mask_column, label_column: column names of a `datasets` data set
+            (renamed to `image` / `mask` / `label`). Without a label column the label is
             1 when the mask has any tampered pixel (this decodes every mask once).
         synthetic_options: extra keyword arguments for
-            :func:`sparsevit_hf.synthetic.synthetic_dataset`.
-        cache_dir: ``datasets`` cache folder for ``imagefolder`` / Hub loading.
+            `sparsevit_hf.synthetic.synthetic_dataset`.
+        cache_dir: `datasets` cache folder for `imagefolder` / Hub loading.
         num_proc: processes for deriving labels from masks.
-        num_workers: threads for the ``skip_corrupt`` check.
+        num_workers: threads for the `skip_corrupt` check.
 
     Returns:
-        A :class:`datasets.Dataset` with columns ``image``, ``mask``, ``label`` (plus ``kind``
-        for the synthetic data set and any extra columns of a single ``datasets`` data set).
-        Building it decodes no image (unless ``skip_corrupt`` or label derivation asks for it).
+        A `datasets.Dataset` with columns `image`, `mask`, `label` (plus `kind`
+        for the synthetic data set and any extra columns of a single `datasets` data set).
+        Building it decodes no image (unless `skip_corrupt` or label derivation asks for it).
     """
     return load_iml_bundle(
         spec,
@@ -1013,12 +1013,12 @@ def load_iml_dataset(
 # --------------------------------------------------------------------------------------------------
 @dataclass
 class ValidationReport:
-    """Result of :func:`validate_dataset`.
+    """Result of `validate_dataset`.
 
     Attributes:
         num_checked: rows checked.
-        corrupt: ``(row, message)`` for rows whose image or mask cannot be read.
-        size_mismatches: ``(row, message)`` for rows whose mask size differs from the image size.
+        corrupt: `(row, message)` for rows whose image or mask cannot be read.
+        size_mismatches: `(row, message)` for rows whose mask size differs from the image size.
     """
 
     num_checked: int = 0
@@ -1055,17 +1055,17 @@ def validate_dataset(
     num_workers: int = 8,
     batch_size: int = 1000,
 ) -> ValidationReport:
-    """Check every image/mask pair of ``ds``.
+    """Check every image/mask pair of `ds`.
 
-    By default only image headers are read (``PIL.Image.open(...).size``, no decoding): this
+    By default only image headers are read (`PIL.Image.open(...).size`, no decoding): this
     finds missing / unidentifiable files and masks whose size differs from their image. With
-    ``decode=True`` every file is also fully decoded, which finds truncated files too.
+    `decode=True` every file is also fully decoded, which finds truncated files too.
 
     Raises:
-        MaskSizeMismatchError: (``raise_on_error``) the first size mismatch, naming both files.
-        CorruptImageError / MissingFilesError: (``raise_on_error``) the first unreadable file.
+        MaskSizeMismatchError: (`raise_on_error`) the first size mismatch, naming both files.
+        CorruptImageError / MissingFilesError: (`raise_on_error`) the first unreadable file.
     Returns:
-        A :class:`ValidationReport` (when nothing was raised).
+        A `ValidationReport` (when nothing was raised).
     """
     from datasets import Image
 
@@ -1115,12 +1115,12 @@ def balanced_epoch_indices(
     seed: int = 0,
     shuffle: bool = True,
 ) -> np.ndarray:
-    """Indices into the concatenation of data sets of the given ``sizes`` for one epoch.
+    """Indices into the concatenation of data sets of the given `sizes` for one epoch.
 
-    Each part ``k`` contributes ``per_dataset`` (or ``per_dataset[k]``) indices from its own
+    Each part `k` contributes `per_dataset` (or `per_dataset[k]`) indices from its own
     range: drawn without replacement when it has at least that many rows, with replacement
-    otherwise. The result is deterministic for a given ``(seed, epoch)``, differs between
-    epochs, and is shuffled across parts unless ``shuffle=False`` (then grouped by part).
+    otherwise. The result is deterministic for a given `(seed, epoch)`, differs between
+    epochs, and is shuffled across parts unless `shuffle=False` (then grouped by part).
     """
     sizes = [int(s) for s in sizes]
     counts = [int(per_dataset)] * len(sizes) if np.isscalar(per_dataset) else [int(c) for c in per_dataset]
@@ -1143,10 +1143,10 @@ def balanced_epoch_indices(
 
 
 class BalancedSampler:
-    """A sampler (usable as ``torch.utils.data.DataLoader(sampler=...)``) drawing evenly from parts.
+    """A sampler (usable as `torch.utils.data.DataLoader(sampler=...)`) drawing evenly from parts.
 
-    Call :meth:`set_epoch` at the start of every epoch (as with ``DistributedSampler``); each
-    epoch yields :func:`balanced_epoch_indices` ``(sizes, per_dataset, epoch=epoch, seed=seed)``.
+    Call `set_epoch` at the start of every epoch (as with `DistributedSampler`); each
+    epoch yields `balanced_epoch_indices` `(sizes, per_dataset, epoch=epoch, seed=seed)`.
     """
 
     def __init__(

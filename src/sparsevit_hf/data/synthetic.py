@@ -1,42 +1,42 @@
 """A deterministic synthetic image-tampering data set built from real photographs.
 
 The source photographs are the colour photographs shipped *inside* scikit-image's wheel
-(``skimage/data``; nothing is downloaded). Train and test use disjoint photographs:
+(`skimage/data`; nothing is downloaded). Train and test use disjoint photographs:
 
 ========== ==========================================================================
-split      photographs (file in ``skimage/data``)
+split      photographs (file in `skimage/data`)
 ========== ==========================================================================
-``train``  astronaut (astronaut.png), coffee (coffee.png), hubble_deep_field
+`train`  astronaut (astronaut.png), coffee (coffee.png), hubble_deep_field
            (hubble_deep_field.jpg), immunohistochemistry (ihc.png), motorcycle_left
            (motorcycle_left.png), motorcycle_right (motorcycle_right.png), retina
            (retina.jpg)
-``test``   chelsea (chelsea.png), rocket (rocket.jpg)
+`test`   chelsea (chelsea.png), rocket (rocket.jpg)
 ========== ==========================================================================
 
-(``colorwheel``/``color.png``, ``phantom`` and the chessboards are synthetic drawings, the grey
+(`colorwheel`/`color.png`, `phantom` and the chessboards are synthetic drawings, the grey
 images are not colour photographs, and the two motorcycle views are a stereo pair, so they stay
 in the same split.)
 
 Each sample starts from a random square crop of a random photograph of its split, resampled to
-``size`` x ``size`` with a random filter and randomly mirrored, then (usually) JPEG-compressed as
+`size` x `size` with a random filter and randomly mirrored, then (usually) JPEG-compressed as
 a camera would: this is the *pristine* rendition. A tampered sample then gets one manipulation:
 
-* ``splicing`` -- a region (random polygon, rotated ellipse, rectangle or soft-edged blob) of a
+* `splicing` -- a region (random polygon, rotated ellipse, rectangle or soft-edged blob) of a
   *different* photograph is pasted in; the donor has its own JPEG history and grid, and is
   randomly resampled, re-noised and colour-shifted;
-* ``copy_move`` -- a region of the same image is pasted elsewhere (optionally rescaled, mirrored,
+* `copy_move` -- a region of the same image is pasted elsewhere (optionally rescaled, mirrored,
   re-noised or colour-shifted);
-* ``removal`` -- a region is inpainted (OpenCV Telea / Navier-Stokes when ``cv2`` is installed,
+* `removal` -- a region is inpainted (OpenCV Telea / Navier-Stokes when `cv2` is installed,
   a numpy diffusion fill otherwise), optionally with synthetic texture noise;
 
 optionally followed by a blur of the region's inner boundary. The mask is exactly the support of
 the manipulation: every pixel outside it is bit-identical to the pristine rendition (see
-:class:`SyntheticSample`). Finally every image, tampered or ``authentic``, goes through the same
+`SyntheticSample`). Finally every image, tampered or `authentic`, goes through the same
 global post-processing (an occasional slight blur and a final JPEG compression at a random
 quality), so compression alone is not a cue; tampered images thus carry double compression
 artefacts everywhere, and misaligned / mismatched ones inside the region.
 
-Sample ``i`` depends only on ``(seed, split, size, i)`` and the configuration (it is seeded per
+Sample `i` depends only on `(seed, split, size, i)` and the configuration (it is seeded per
 index), not on how many images are requested, and is bit-identical across machines for the same
 package versions (Pillow, numpy, and OpenCV if installed): only integer image arithmetic, PIL's
 fixed-point resampling and libjpeg are used.
@@ -44,16 +44,14 @@ fixed-point resampling and libjpeg are used.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import importlib.util
 import io
 import json
 import math
 import os
-import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -78,10 +76,9 @@ __all__ = [
     "iter_samples",
     "synthetic_dataset",
     "write_synthetic_dataset",
-    "main",
 ]
 
-#: Photograph name -> file name inside ``skimage/data`` (all shipped in the wheel, no download).
+# Photograph name -> file name inside `skimage/data` (all shipped in the wheel, no download).
 SOURCE_PHOTOS: dict[str, str] = {
     "astronaut": "astronaut.png",
     "coffee": "coffee.png",
@@ -93,7 +90,7 @@ SOURCE_PHOTOS: dict[str, str] = {
     "chelsea": "chelsea.png",
     "rocket": "rocket.jpg",
 }
-#: Which photographs each split uses (disjoint).
+# Which photographs each split uses (disjoint).
 SPLIT_PHOTOS: dict[str, tuple[str, ...]] = {
     "train": (
         "astronaut",
@@ -106,7 +103,7 @@ SPLIT_PHOTOS: dict[str, tuple[str, ...]] = {
     ),
     "test": ("chelsea", "rocket"),
 }
-#: Sample kinds; the last three are manipulations.
+# Sample kinds; the last three are manipulations.
 KINDS = ("authentic", "splicing", "copy_move", "removal")
 _SPLIT_CODE = {"train": 1, "test": 2}
 _RESAMPLE = (Image.Resampling.BILINEAR, Image.Resampling.BICUBIC, Image.Resampling.LANCZOS)
@@ -120,12 +117,12 @@ class SyntheticTamperingConfig:
     """Parameters of the synthetic data set (all have working defaults).
 
     Attributes:
-        num_images: number of samples (indices ``0 .. num_images - 1``).
+        num_images: number of samples (indices `0 .. num_images - 1`).
         size: side of the square images in pixels.
-        seed: base seed; sample ``i`` is seeded by ``(seed, split, i)``.
-        split: ``"train"`` or ``"test"`` (disjoint source photographs, see :data:`SPLIT_PHOTOS`).
+        seed: base seed; sample `i` is seeded by `(seed, split, i)`.
+        split: `"train"` or `"test"` (disjoint source photographs, see `SPLIT_PHOTOS`).
         authentic_fraction: probability that a sample is left untouched.
-        kind_weights: relative weights of ``splicing``, ``copy_move`` and ``removal``.
+        kind_weights: relative weights of `splicing`, `copy_move` and `removal`.
         region_fraction: range of the manipulated area as a fraction of the image (log-uniform).
         camera_jpeg_p: probability of the first ("camera") JPEG compression of the pristine image.
         camera_jpeg_quality, final_jpeg_quality, donor_jpeg_quality: JPEG quality ranges
@@ -177,17 +174,17 @@ class SyntheticSample:
     """One rendered sample with its intermediate stages.
 
     Attributes:
-        image: the final RGB image (decoded from :attr:`jpeg`).
-        mask: ``(size, size)`` bool, true where the manipulation changed pixels (all false
-            for ``authentic``).
-        kind: one of :data:`KINDS`.
+        image: the final RGB image (decoded from `jpeg`).
+        mask: `(size, size)` bool, true where the manipulation changed pixels (all false
+            for `authentic`).
+        kind: one of `KINDS`.
         jpeg: the final JPEG file's bytes.
         index: the sample index.
         host: name of the photograph the image was cropped from.
-        donor: name of the donor photograph (``splicing`` only).
-        pristine: uint8 ``(size, size, 3)`` untouched rendition the manipulation was applied to.
+        donor: name of the donor photograph (`splicing` only).
+        pristine: uint8 `(size, size, 3)` untouched rendition the manipulation was applied to.
         manipulated: uint8 image after the manipulation, before global post-processing;
-            equal to :attr:`pristine` wherever :attr:`mask` is false.
+            equal to `pristine` wherever `mask` is false.
     """
 
     image: Image.Image
@@ -242,7 +239,7 @@ def _uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
 
 
 def _randint(rng: np.random.Generator, lo: int, hi: int) -> int:
-    """Uniform integer in ``[lo, hi]`` (inclusive)."""
+    """Uniform integer in `[lo, hi]` (inclusive)."""
     return int(rng.integers(lo, hi + 1))
 
 
@@ -255,7 +252,7 @@ def _jpeg(arr: np.ndarray, quality: int) -> tuple[np.ndarray, bytes]:
 
 
 def _random_view(photo: Image.Image, out_w: int, out_h: int, rng: np.random.Generator) -> np.ndarray:
-    """A random crop of ``photo`` with the output's aspect ratio, resampled to ``out_w x out_h``."""
+    """A random crop of `photo` with the output's aspect ratio, resampled to `out_w x out_h`."""
     w, h = photo.size
     aspect = out_w / out_h
     max_cw = min(w, h * aspect)
@@ -291,14 +288,14 @@ def _colour_shift(patch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _composite(dst: np.ndarray, src: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """``dst`` with ``src`` blended in by ``alpha`` (uint8 0..255); exact where alpha is 0 or 255."""
+    """`dst` with `src` blended in by `alpha` (uint8 0..255); exact where alpha is 0 or 255."""
     a = alpha.astype(np.int32)[:, :, None]
     out = (src.astype(np.int32) * a + dst.astype(np.int32) * (255 - a) + 127) // 255
     return out.astype(np.uint8)
 
 
 def _paste(pristine: np.ndarray, patch: np.ndarray, alpha: np.ndarray, y: int, x: int) -> tuple[np.ndarray, np.ndarray]:
-    """``pristine`` with ``patch`` blended in by ``alpha`` at (y, x), and the mask of the pixels it touched."""
+    """`pristine` with `patch` blended in by `alpha` at (y, x), and the mask of the pixels it touched."""
     ch, cw = alpha.shape
     out = pristine.copy()
     out[y : y + ch, x : x + cw] = _composite(pristine[y : y + ch, x : x + cw], np.ascontiguousarray(patch), alpha)
@@ -378,7 +375,7 @@ def _place(rng: np.random.Generator, size: int, h: int, w: int) -> tuple[int, in
 
 
 def _diffusion_fill(img: np.ndarray, region: np.ndarray, iterations: int = 300) -> np.ndarray:
-    """Inpainting fallback without OpenCV: harmonic (diffusion) fill of ``region`` from its border."""
+    """Inpainting fallback without OpenCV: harmonic (diffusion) fill of `region` from its border."""
     out = img.astype(np.float32)
     known = ~region
     mean = out[known].mean(axis=0) if known.any() else np.full(3, 127.0, np.float32)
@@ -402,7 +399,7 @@ def _inpaint(img: np.ndarray, region: np.ndarray, rng: np.random.Generator) -> n
 
 
 def _inner_boundary_blur(img: np.ndarray, region: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Blur the pixels of ``region`` within a few pixels of its border (pixels outside stay unchanged)."""
+    """Blur the pixels of `region` within a few pixels of its border (pixels outside stay unchanged)."""
     width = _randint(rng, 1, 3)
     radius = _uniform(rng, 0.8, 1.6)
     ys, xs = np.nonzero(region)
@@ -510,9 +507,9 @@ def _rng(cfg: SyntheticTamperingConfig, index: int) -> np.random.Generator:
 
 
 def render_sample(index: int, config: SyntheticTamperingConfig | None = None, **overrides: Any) -> SyntheticSample:
-    """Render sample ``index`` with all its stages (see :class:`SyntheticSample`).
+    """Render sample `index` with all its stages (see `SyntheticSample`).
 
-    ``overrides`` replace fields of ``config`` (for example ``size=128, split="test"``).
+    `overrides` replace fields of `config` (for example `size=128, split="test"`).
     """
     cfg = _config(config, overrides)
     if index < 0:
@@ -569,10 +566,10 @@ def render_sample(index: int, config: SyntheticTamperingConfig | None = None, **
 def generate_sample(
     index: int, config: SyntheticTamperingConfig | None = None, **overrides: Any
 ) -> tuple[Image.Image, np.ndarray, str]:
-    """Sample ``index``: ``(RGB PIL image, bool mask (size, size), kind)``.
+    """Sample `index`: `(RGB PIL image, bool mask (size, size), kind)`.
 
-    Deterministic: depends on ``index`` and the configuration (``seed``, ``split``, ``size``,
-    ...) only. ``overrides`` replace fields of ``config``.
+    Deterministic: depends on `index` and the configuration (`seed`, `split`, `size`,
+    ...) only. `overrides` replace fields of `config`.
     """
     s = render_sample(index, config, **overrides)
     return s.image, s.mask, s.kind
@@ -588,7 +585,7 @@ def _render_for_pool(args: tuple[SyntheticTamperingConfig, int]) -> SyntheticSam
 def iter_samples(
     config: SyntheticTamperingConfig, indices: Iterable[int] | None = None, *, num_workers: int = 0
 ) -> Iterator[SyntheticSample]:
-    """Render samples in index order, in ``num_workers`` processes if > 1 (same results)."""
+    """Render samples in index order, in `num_workers` processes if > 1 (same results)."""
     indices = list(range(config.num_images) if indices is None else indices)
     if num_workers > 1 and len(indices) > 1:
         from concurrent.futures import ProcessPoolExecutor
@@ -627,16 +624,16 @@ def synthetic_dataset(
     num_workers: int = 0,
     progress: bool = False,
 ) -> datasets.Dataset:
-    """The synthetic data set in memory as a :class:`datasets.Dataset`.
+    """The synthetic data set in memory as a `datasets.Dataset`.
 
-    Columns: ``image`` (the JPEG bytes, as :class:`datasets.Image`), ``mask`` (PNG 0/255, or
-    ``None`` for authentic samples), ``label`` (ClassLabel authentic/tampered) and ``kind``
-    (one of :data:`KINDS`). ``config`` supplies the other generation parameters; the explicit
+    Columns: `image` (the JPEG bytes, as `datasets.Image`), `mask` (PNG 0/255, or
+    `None` for authentic samples), `label` (ClassLabel authentic/tampered) and `kind`
+    (one of `KINDS`). `config` supplies the other generation parameters; the explicit
     arguments override it.
     """
     from datasets import Dataset, Value
 
-    from .data import iml_features
+    from .loaders import iml_features
 
     overrides: dict[str, Any] = dict(split=split, num_images=num_images, size=size, seed=seed)
     if authentic_fraction is not None:
@@ -669,14 +666,14 @@ def write_synthetic_dataset(
     num_workers: int = 0,
     progress: bool = True,
 ) -> dict[str, int]:
-    """Write the synthetic data set as a ``Tp/``, ``Gt/``, ``Au/`` folder.
+    """Write the synthetic data set as a `Tp/`, `Gt/`, `Au/` folder.
 
-    Tampered images go to ``Tp/{split}_{index:06d}.jpg`` (the exact JPEG bytes), their masks to
-    ``Gt/{split}_{index:06d}.png`` (8-bit grey, 0/255), authentic images to
-    ``Au/{split}_{index:06d}.jpg``; ``synthetic_manifest.json`` records the configuration and
-    each file's kind and source photographs. :func:`sparsevit_hf.data.load_iml_dataset` reads the
-    folder back. Returns counts: ``{"total", "tampered", "authentic", "splicing", "copy_move",
-    "removal"}``.
+    Tampered images go to `Tp/{split}_{index:06d}.jpg` (the exact JPEG bytes), their masks to
+    `Gt/{split}_{index:06d}.png` (8-bit grey, 0/255), authentic images to
+    `Au/{split}_{index:06d}.jpg`; `synthetic_manifest.json` records the configuration and
+    each file's kind and source photographs. `sparsevit_hf.data.load_iml_dataset` reads the
+    folder back. Returns counts: `{"total", "tampered", "authentic", "splicing", "copy_move",
+    "removal"}`.
     """
     overrides: dict[str, Any] = dict(split=split, num_images=num_images, size=size, seed=seed)
     if authentic_fraction is not None:
@@ -706,49 +703,3 @@ def write_synthetic_dataset(
     manifest = {"generator": "sparsevit_hf.synthetic", "config": cfg.to_dict(), "counts": result, "files": files}
     (out / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     return result
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``sparsevit-synthesize``: write the synthetic tampering data set to a Tp/Gt/Au folder."""
-    parser = argparse.ArgumentParser(
-        prog="sparsevit-synthesize",
-        description="Write the deterministic synthetic image-tampering data set (Tp/, Gt/, Au/ folders) "
-        "built from scikit-image's sample photographs.",
-    )
-    parser.add_argument("--output-dir", required=True, help="folder to write Tp/, Gt/ and Au/ into")
-    parser.add_argument("--num-images", type=int, default=1000, help="number of images (default 1000)")
-    parser.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
-    parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
-    parser.add_argument(
-        "--split", choices=sorted(SPLIT_PHOTOS), default="train", help="source photographs (default train)"
-    )
-    parser.add_argument(
-        "--authentic-fraction", type=float, default=None, help="share of untouched images (default 0.2)"
-    )
-    parser.add_argument("--workers", type=int, default=0, help="worker processes (default 0: this process)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    args = parser.parse_args(argv)
-    try:
-        counts = write_synthetic_dataset(
-            args.output_dir,
-            num_images=args.num_images,
-            size=args.size,
-            seed=args.seed,
-            split=args.split,
-            authentic_fraction=args.authentic_fraction,
-            num_workers=args.workers,
-            progress=not args.no_progress,
-        )
-    except (ValueError, ImportError, OSError) as exc:
-        print(f"sparsevit-synthesize: error: {exc}", file=sys.stderr)
-        return 2
-    print(
-        f"wrote {counts['total']} images to {args.output_dir}: {counts['tampered']} tampered "
-        f"({counts['splicing']} splicing, {counts['copy_move']} copy-move, {counts['removal']} removal) in Tp/ "
-        f"with masks in Gt/, {counts['authentic']} authentic in Au/"
-    )
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

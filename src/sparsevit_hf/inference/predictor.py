@@ -2,19 +2,19 @@
 
 Three resolution modes:
 
-- ``"resize"`` (default, the official protocol): every image is resized to the processor's size (512 x 512 for the
+- `"resize"` (default, the official protocol): every image is resized to the processor's size (512 x 512 for the
   published model), and the probability map is resized back to the original size bilinearly (the official demo used
   Lanczos for its pictures; bilinear is what the processor's post-processing does, and it cannot overshoot [0, 1]).
-- ``"native"``: the whole image at its own resolution, padded at the bottom/right to a multiple of 32 by the
+- `"native"`: the whole image at its own resolution, padded at the bottom/right to a multiple of 32 by the
   processor's native mode. It keeps the high-frequency traces that resizing destroys. Images larger than
-  ``max_pixels`` are refused with an error that suggests the tiled mode.
-- ``"tiled"``: overlapping tiles of ``tile_size`` pixels at the native resolution, blended with linear ramps over the
+  `max_pixels` are refused with an error that suggests the tiled mode.
+- `"tiled"`: overlapping tiles of `tile_size` pixels at the native resolution, blended with linear ramps over the
   overlaps (the weighted probabilities and the weights are accumulated, then divided), for images too large for the
   native mode. Beyond the image itself and two float32 maps of its size, memory is bounded by the tile batch. An
   image no larger than one tile is predicted exactly as in native mode.
 
-Entry points: :func:`predict_probabilities` (one call), :class:`Predictor` (reusable, used by the CLI),
-:func:`load_image` (a file to an 8-bit RGB PIL image, EXIF orientation applied) and :func:`load_model`.
+Entry points: `predict_probabilities` (one call), `Predictor` (reusable, used by the CLI),
+`load_image` (a file to an 8-bit RGB PIL image, EXIF orientation applied) and `load_model`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
-
 
 MODES = ("resize", "native", "tiled")
 DEFAULT_MODE = "resize"
@@ -94,8 +93,8 @@ def to_rgb(image: Image.Image, name: str = "image") -> Image.Image:
     """Return an 8-bit RGB copy of a PIL image of any common mode.
 
     Alpha is dropped (not composited), as the processor and the official OpenCV decoding do; palettes are applied;
-    CMYK and YCbCr use Pillow's conversion; 16-bit images (``I;16*``, ``I``) are scaled to 8 bit (value / 257,
-    rounded); float images (``F``) must lie in [0, 1].
+    CMYK and YCbCr use Pillow's conversion; 16-bit images (`I;16*`, `I`) are scaled to 8 bit (value / 257,
+    rounded); float images (`F`) must lie in [0, 1].
     """
     mode = image.mode
     if mode == "RGB":
@@ -125,7 +124,7 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     """Read an image file as an 8-bit RGB PIL image, with its EXIF orientation applied.
 
     The returned image is fully decoded and the file closed. Every failure (missing file, unreadable or truncated
-    data, unsupported mode, decompression-bomb guard) raises :class:`ImageLoadError` naming the file. Multi-frame
+    data, unsupported mode, decompression-bomb guard) raises `ImageLoadError` naming the file. Multi-frame
     files (GIF, TIFF) give their first frame.
     """
     name = os.fspath(path)
@@ -173,9 +172,9 @@ def _as_pil(image, index: int) -> Image.Image:
 # Tiles
 # ----------------------------------------------------------------------------------------------------------------
 def tile_starts(length: int, tile_size: int, overlap: int) -> list[int]:
-    """Start offsets of tiles covering ``[0, length)``: the fewest full tiles whose overlaps are at least ``overlap``,
-    spread evenly so that the first starts at 0 and the last ends at ``length``. One tile (start 0, possibly shorter
-    than ``tile_size``) when ``length <= tile_size``."""
+    """Start offsets of tiles covering `[0, length)`: the fewest full tiles whose overlaps are at least `overlap`,
+    spread evenly so that the first starts at 0 and the last ends at `length`. One tile (start 0, possibly shorter
+    than `tile_size`) when `length <= tile_size`."""
     if length <= tile_size:
         return [0]
     count = math.ceil((length - tile_size) / (tile_size - overlap)) + 1
@@ -183,8 +182,8 @@ def tile_starts(length: int, tile_size: int, overlap: int) -> list[int]:
 
 
 def _ramp(length: int, before: int, after: int) -> np.ndarray:
-    """1-D blending weight of a tile: linear ramps over the overlaps with the previous (``before`` pixels) and next
-    (``after`` pixels) tiles, 1 elsewhere and on image borders. Never zero: the smallest value is 0.5 / overlap."""
+    """1-D blending weight of a tile: linear ramps over the overlaps with the previous (`before` pixels) and next
+    (`after` pixels) tiles, 1 elsewhere and on image borders. Never zero: the smallest value is 0.5 / overlap."""
     position = np.arange(length, dtype=np.float64) + 0.5
     weight = np.ones(length, dtype=np.float64)
     if before > 0:
@@ -195,7 +194,7 @@ def _ramp(length: int, before: int, after: int) -> np.ndarray:
 
 
 def tile_weights(starts: Sequence[int], tile_length: int) -> list[np.ndarray]:
-    """Blending weights along one axis for each tile of :func:`tile_starts`."""
+    """Blending weights along one axis for each tile of `tile_starts`."""
     weights = []
     for index, start in enumerate(starts):
         before = starts[index - 1] + tile_length - start if index > 0 else 0
@@ -208,7 +207,7 @@ def tile_weights(starts: Sequence[int], tile_length: int) -> list[np.ndarray]:
 # Devices, dtypes, models
 # ----------------------------------------------------------------------------------------------------------------
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``None`` or ``"auto"``: CUDA if available, else Apple MPS, else CPU."""
+    """`None` or `"auto"`: CUDA if available, else Apple MPS, else CPU."""
     if device is None or device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -227,7 +226,7 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
 
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
-    """``"fp32" | "bf16" | "fp16"`` (or the torch names, or a ``torch.dtype``) to a ``torch.dtype``."""
+    """`"fp32" | "bf16" | "fp16"` (or the torch names, or a `torch.dtype`) to a `torch.dtype`."""
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
     try:
@@ -251,8 +250,8 @@ def _looks_like_a_path(name: str) -> bool:
 def check_model_folder(folder: str | os.PathLike) -> dict:
     """Check that a local folder holds a saved SparseViT model; return its config dictionary.
 
-    Raises :class:`ModelLoadError` with the reason: not a folder, no ``config.json``, unreadable config, another
-    ``model_type``, or no weights.
+    Raises `ModelLoadError` with the reason: not a folder, no `config.json`, unreadable config, another
+    `model_type`, or no weights.
     """
     path = Path(folder).expanduser()
     if not path.exists():
@@ -291,17 +290,17 @@ def load_model(
     trust_remote_code: bool = False,
     token: str | bool | None = None,
 ):
-    """Load a SparseViT model (in eval mode, on ``device``, in ``dtype``) and its image processor.
+    """Load a SparseViT model (in eval mode, on `device`, in `dtype`) and its image processor.
 
-    ``name_or_path`` is a folder written by ``save_pretrained`` or a Hub model id. Local folders are checked before
-    anything is loaded (:func:`check_model_folder`); a folder without ``preprocessor_config.json`` gets the default
-    processor (the official 512 x 512 preprocessing) with a warning. ``trust_remote_code`` is passed to
-    ``from_pretrained``: with this package importable its own classes are used for ``model_type`` "sparsevit" either
-    way; it only matters for the Auto classes' remote-code prompt. Raises :class:`ModelLoadError`.
+    `name_or_path` is a folder written by `save_pretrained` or a Hub model id. Local folders are checked before
+    anything is loaded (`check_model_folder`); a folder without `preprocessor_config.json` gets the default
+    processor (the official 512 x 512 preprocessing) with a warning. `trust_remote_code` is passed to
+    `from_pretrained`: with this package importable its own classes are used for `model_type` "sparsevit" either
+    way; it only matters for the Auto classes' remote-code prompt. Raises `ModelLoadError`.
     """
     from transformers import AutoConfig, AutoImageProcessor, AutoModelForSemanticSegmentation
 
-    from .image_processing_sparsevit import SparseViTImageProcessor
+    from ..image_processing_sparsevit import SparseViTImageProcessor
 
     name = os.fspath(name_or_path)
     local = Path(name).expanduser()
@@ -314,7 +313,7 @@ def load_model(
     hub_kwargs = {"trust_remote_code": trust_remote_code, "token": token}
     try:
         config = AutoConfig.from_pretrained(name, **hub_kwargs)
-    except Exception as error:  # noqa: BLE001 - any failure here means "not a usable model"
+    except Exception as error:
         where = "the local folder" if local.exists() else "a local folder or the Hugging Face Hub"
         raise ModelLoadError(f"Cannot load a model config for {name!r} from {where}: {error}") from error
     if getattr(config, "model_type", None) != "sparsevit":
@@ -325,14 +324,14 @@ def load_model(
         model = AutoModelForSemanticSegmentation.from_pretrained(
             name, config=config, dtype=torch_dtype if torch_dtype is not None else "auto", **hub_kwargs
         )
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         raise ModelLoadError(f"Cannot load the SparseViT weights of {name!r}: {error}") from error
     has_processor_config = (local / "preprocessor_config.json").is_file() if local.exists() else True
     processor = None
     if has_processor_config:
         try:
             processor = AutoImageProcessor.from_pretrained(name, **hub_kwargs)
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             if local.exists():
                 raise ModelLoadError(f"Cannot load the image processor of {name!r}: {error}") from error
     if processor is None:
@@ -351,20 +350,20 @@ def load_model(
 # Prediction
 # ----------------------------------------------------------------------------------------------------------------
 class Predictor:
-    """Per-pixel manipulation probabilities for images of any size, in one of the modes of :data:`MODES`.
+    """Per-pixel manipulation probabilities for images of any size, in one of the modes of `MODES`.
 
     Args:
-        model: a ``SparseViTForManipulationLocalization`` (or any model whose output has ``logits`` of shape
-            ``(batch, 1, ceil(H / 16), ceil(W / 16))``). It is put in eval mode and, when ``device`` / ``dtype``
+        model: a `SparseViTForManipulationLocalization` (or any model whose output has `logits` of shape
+            `(batch, 1, ceil(H / 16), ceil(W / 16))`). It is put in eval mode and, when `device` / `dtype`
             are given, moved / cast in place.
-        processor: a ``SparseViTImageProcessor``; its ``size`` is the resize-mode input size.
-        mode: ``"resize"``, ``"native"`` or ``"tiled"``.
+        processor: a `SparseViTImageProcessor`; its `size` is the resize-mode input size.
+        mode: `"resize"`, `"native"` or `"tiled"`.
         tile_size, tile_overlap: tiled mode; the tile side (a multiple of 32) and the minimum overlap between
-            neighbouring tiles (``0 <= overlap < tile_size``).
+            neighbouring tiles (`0 <= overlap < tile_size`).
         batch_size: images per forward pass in resize mode; same-size images per forward pass in native mode
             (images of different sizes are never padded together, which would change their predictions); tiles per
             forward pass in tiled mode.
-        max_pixels: native mode refuses images with more pixels than this (``None`` or 0: no limit).
+        max_pixels: native mode refuses images with more pixels than this (`None` or 0: no limit).
     """
 
     def __init__(
@@ -413,7 +412,7 @@ class Predictor:
 
     # -- checks ---------------------------------------------------------------------------------------------------
     def check(self, image, name: str = "image") -> None:
-        """Raise :class:`ImageSizeError` if this image cannot be predicted in this mode."""
+        """Raise `ImageSizeError` if this image cannot be predicted in this mode."""
         height, width = _image_size(image)
         if height < MIN_IMAGE_SIDE or width < MIN_IMAGE_SIDE:
             raise ImageSizeError(
@@ -430,7 +429,7 @@ class Predictor:
 
     # -- prediction -----------------------------------------------------------------------------------------------
     def predict(self, images) -> list[np.ndarray]:
-        """Probability maps (float32 ``(H, W)`` in [0, 1], the original size of each image) for a list of images
+        """Probability maps (float32 `(H, W)` in [0, 1], the original size of each image) for a list of images
         (PIL images, paths or uint8 NumPy arrays; a single image is accepted too)."""
         if isinstance(images, (Image.Image, str, os.PathLike, np.ndarray)):
             images = [images]
@@ -527,22 +526,22 @@ def predict_probabilities(
     """Per-pixel manipulation probabilities at the original resolution of each image.
 
     Args:
-        model: a ``SparseViTForManipulationLocalization`` (put in eval mode; moved/cast in place when ``device`` /
-            ``dtype`` are given).
-        processor: its ``SparseViTImageProcessor``.
+        model: a `SparseViTForManipulationLocalization` (put in eval mode; moved/cast in place when `device` /
+            `dtype` are given).
+        processor: its `SparseViTImageProcessor`.
         images: a PIL image, a path, a uint8 NumPy array, or a list of them. Paths are read with
-            :func:`load_image` (EXIF orientation applied); PIL images are used as they are.
-        mode: ``"resize"`` (official, default), ``"native"`` or ``"tiled"`` (see the module docstring).
-        tile_size, tile_overlap, batch_size, max_pixels: see :class:`Predictor`.
-        device: e.g. ``"cpu"``, ``"cuda"``, ``"auto"``; ``None`` keeps the model where it is.
-        dtype: ``"fp32"``, ``"bf16"``, ``"fp16"`` or a ``torch.dtype``; ``None`` keeps the model's dtype.
+            `load_image` (EXIF orientation applied); PIL images are used as they are.
+        mode: `"resize"` (official, default), `"native"` or `"tiled"` (see the module docstring).
+        tile_size, tile_overlap, batch_size, max_pixels: see `Predictor`.
+        device: e.g. `"cpu"`, `"cuda"`, `"auto"`; `None` keeps the model where it is.
+        dtype: `"fp32"`, `"bf16"`, `"fp16"` or a `torch.dtype`; `None` keeps the model's dtype.
 
     Returns:
-        A list with one float32 NumPy array ``(height, width)`` in [0, 1] per image.
+        A list with one float32 NumPy array `(height, width)` in [0, 1] per image.
 
     Raises:
         ImageLoadError: a path could not be read. ImageSizeError: an image is smaller than 32 x 32 pixels, or
-        (native mode) has more than ``max_pixels`` pixels.
+        (native mode) has more than `max_pixels` pixels.
     """
     predictor = Predictor(
         model,
@@ -564,7 +563,7 @@ def image_score(probability: np.ndarray) -> float:
 
 
 def manipulated_fraction(probability: np.ndarray, threshold: float = 0.5) -> float:
-    """Fraction of pixels whose probability is strictly above ``threshold``."""
+    """Fraction of pixels whose probability is strictly above `threshold`."""
     return float(np.mean(probability > threshold))
 
 

@@ -1,11 +1,11 @@
 """Joint image/mask augmentations of the SparseViT training recipe (albumentations 2.x).
 
-:func:`training_transforms` reproduces the official list, in order:
+`training_transforms` reproduces the official list, in order:
 
-1. random scale 0.8-1.2 (``A.RandomScale``, always);
-2. random copy-move, p 0.1 (:class:`RandomCopyMove`: a box of the image is pasted elsewhere,
+1. random scale 0.8-1.2 (`A.RandomScale`, always);
+2. random copy-move, p 0.1 (`RandomCopyMove`: a box of the image is pasted elsewhere,
    the pasted box becomes tampered in the mask);
-3. random inpainting of a box, p 0.1 (:class:`RandomInpainting`: the box is filled with OpenCV's
+3. random inpainting of a box, p 0.1 (`RandomInpainting`: the box is filled with OpenCV's
    Telea inpainting and becomes tampered in the mask);
 4. horizontal and vertical flips, p 0.5 each;
 5. brightness / contrast +-0.1 (always);
@@ -13,18 +13,18 @@
 7. random 90-degree rotation, p 0.5;
 8. Gaussian blur with a kernel of 3-7 pixels, p 0.2 (sigma 0.8-1.4: OpenCV's automatic sigma
    for those kernels, which the 1.x recipe relied on and albumentations 2.x no longer has);
-9. resize to ``size`` (image bilinear, mask nearest).
+9. resize to `size` (image bilinear, mask nearest).
 
 Geometric steps move the mask with the image (nearest-neighbour for the mask); photometric steps
-touch the image only. albumentations is an optional dependency (the ``train`` extra); it is
+touch the image only. albumentations is an optional dependency (the `train` extra); it is
 imported on first use.
 
-Seeding: ``training_transforms(seed=s)`` gives the same sequence of augmentations for the same
-inputs. (albumentations 2.0's ``Compose(seed=...)`` gives *every* transform the same seed, which
+Seeding: `training_transforms(seed=s)` gives the same sequence of augmentations for the same
+inputs. (albumentations 2.0's `Compose(seed=...)` gives *every* transform the same seed, which
 makes e.g. the two flips always fire together; here all transforms share one random stream.)
-Inside ``torch.utils.data.DataLoader`` workers the stream is re-seeded automatically from the
+Inside `torch.utils.data.DataLoader` workers the stream is re-seeded automatically from the
 worker's torch seed, so workers and epochs differ while a run stays reproducible under
-``torch.manual_seed``; :meth:`JointTransform.set_seed` re-seeds explicitly.
+`torch.manual_seed`; `JointTransform.set_seed` re-seeds explicitly.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def _mask_on_value(mask: np.ndarray) -> Any:
 
 
 def _mark_box(mask: np.ndarray, origin: tuple[int, int], box: tuple[int, int]) -> np.ndarray:
-    """A copy of ``mask`` with the box at ``origin`` marked tampered, in the mask's own convention."""
+    """A copy of `mask` with the box at `origin` marked tampered, in the mask's own convention."""
     (y, x), (bh, bw) = origin, box
     out = mask.copy()
     out[y : y + bh, x : x + bw] = _mask_on_value(mask)
@@ -92,7 +92,7 @@ def _custom_classes() -> dict[str, type]:
         """Copy a random box of the image and paste it at another random place.
 
         The pasted box becomes tampered (1, True or 255 following the mask's convention) in the
-        mask; the rest of the mask is unchanged. ``size_range`` is the box side as a fraction
+        mask; the rest of the mask is unchanged. `size_range` is the box side as a fraction
         of the image side (drawn independently for height and width).
         """
 
@@ -178,9 +178,9 @@ def __getattr__(name: str) -> Any:  # lazy access to the custom transform classe
 class JointTransform:
     """Applies an albumentations pipeline jointly to an image and its mask.
 
-    Call it as ``image, mask = transform(image, mask)`` with ``image`` an ``(H, W, 3)`` (or
-    ``(H, W)``) uint8 array and ``mask`` an ``(H, W)`` bool or uint8 array (0/1 or 0/255) or
-    ``None`` (an all-zero mask). The image comes back ``(h, w, 3)`` uint8, the mask ``(h, w)`` in
+    Call it as `image, mask = transform(image, mask)` with `image` an `(H, W, 3)` (or
+    `(H, W)`) uint8 array and `mask` an `(H, W)` bool or uint8 array (0/1 or 0/255) or
+    `None` (an all-zero mask). The image comes back `(h, w, 3)` uint8, the mask `(h, w)` in
     the input's convention: bool stays bool, uint8 0/255 stays 0/255, otherwise uint8 0/1.
     """
 
@@ -190,7 +190,7 @@ class JointTransform:
         self.set_seed(seed)
 
     def set_seed(self, seed: int | None) -> None:
-        """Restart the random stream from ``seed`` (``None``: fresh OS entropy)."""
+        """Restart the random stream from `seed` (`None`: fresh OS entropy)."""
         self.seed = seed
         self._set_stream(seed if seed is None else [int(seed) % (1 << 63)])
 
@@ -282,13 +282,13 @@ def training_transforms(
     """The official training augmentations as a seeded joint image/mask callable.
 
     Defaults reproduce the SparseViT recipe (see the module docstring); every probability and
-    range can be changed (set a probability to 0 to drop a step). ``size`` is the output side
-    (or ``(height, width)``); ``interpolation`` (``"bilinear"``, ``"bicubic"``, ``"area"`` or
-    ``"nearest"``) is used for the image by the scale and resize steps, the mask always uses
+    range can be changed (set a probability to 0 to drop a step). `size` is the output side
+    (or `(height, width)`); `interpolation` (`"bilinear"`, `"bicubic"`, `"area"` or
+    `"nearest"`) is used for the image by the scale and resize steps, the mask always uses
     nearest neighbour.
 
     Raises:
-        ImportError: albumentations is not installed (``pip install sparsevit-hf[train]``).
+        ImportError: albumentations is not installed (`pip install sparsevit-hf[train]`).
     """
     A = _import_albumentations()
     import cv2
@@ -321,7 +321,7 @@ def training_transforms(
 def evaluation_transforms(
     size: int | Sequence[int] | None = None, *, interpolation: str = "bilinear"
 ) -> JointTransform:
-    """Evaluation-time transform: the identity, or a resize to ``size`` if given.
+    """Evaluation-time transform: the identity, or a resize to `size` if given.
 
     (The image processor does the model's own resizing and normalisation; use this only when a
     data pipeline needs fixed-size arrays.)

@@ -1,0 +1,1 @@
+"""Command-line programs: each parses its arguments, calls the library and reports."""
