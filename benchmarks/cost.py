@@ -22,11 +22,9 @@ LayerNorm, 2 per element for an eval-mode affine BatchNorm) and bilinear upsampl
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 from pathlib import Path
-from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -34,7 +32,7 @@ import torch
 from _common import build_model, load_official, machine_description, markdown_table, official_logits
 from torch.utils.flop_counter import FlopCounterMode
 
-from sparsevit_hf import SparseViTConfig, modeling_sparsevit
+from sparsevit_hf import SparseViTConfig
 
 ATTENTION_OPS = ("bmm", "baddbmm", "scaled_dot_product", "flash_attention", "efficient_attention")
 
@@ -86,12 +84,7 @@ FVCORE_ONLY = ("native_layer_norm", "_native_batch_norm_legit_no_training", "ups
 def count(forward, pixel_values: torch.Tensor) -> dict:
     """Run `forward(pixel_values)` under FlopCounterMode; split the count into attention / other products and the
     fvcore-only terms."""
-    skip_check = (
-        mock.patch.object(modeling_sparsevit, "check_pixel_values", lambda *args: None)
-        if pixel_values.device.type == "meta"
-        else contextlib.nullcontext()
-    )
-    with torch.no_grad(), skip_check, FlopCounterMode(display=False, custom_mapping=_custom_mapping()) as counter:
+    with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_custom_mapping()) as counter:
         forward(pixel_values)
     per_op = {str(op): int(n) for op, n in counter.get_flop_counts()["Global"].items()}
     fvcore_extra = sum(n for op, n in per_op.items() if any(name in op for name in FVCORE_ONLY))

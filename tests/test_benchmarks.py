@@ -76,7 +76,8 @@ def test_profile_groups_the_operator_time_and_lists_the_slowest_operators():
         import profile_ops
     finally:
         sys.path.remove(str(BENCHMARKS))
-    wall, groups, ops = profile_ops.profile_forward(64, "fp32", "sdpa", warmup=1)
+    # At 256 x 256 the fp32 global-attention blocks (256 tokens) run torch's fused kernel, the sparse ones bmm.
+    wall, groups, ops = profile_ops.profile_forward(256, "fp32", "sdpa", warmup=1)
     assert wall > 0 and ops == sorted(ops, key=lambda op: -op[2])
     total = sum(groups.values())
     assert groups["matrix products"] > 0 and groups["convolutions"] > 0 and groups["fused attention"] > 0
@@ -125,3 +126,50 @@ def test_attention_kernel_shapes_are_the_ones_the_model_runs(monkeypatch):
     shapes = attention_shapes(config, 320)
     assert received == Counter({(s["groups"], s["heads"], s["tokens"], s["head_dim"]): s["blocks"] for s in shapes})
     assert (64, 5, 9, 64) in received  # 20 x 20 padded to 24 x 24 for S = 8
+
+
+def test_gpu_script_dry_run_measures_every_section_on_the_cpu(tmp_path):
+    output = tmp_path / "gpu.json"
+    result = subprocess.run(
+        ["bash", str(BENCHMARKS / "gpu.sh"), "--dry-run", "--output", str(output)],
+        check=False, capture_output=True, text=True, timeout=600, cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    saved = json.loads(output.read_text())
+    assert saved["dry_run"] and saved["machine"]["torch"]
+    rows = [row for section in ("parity", "inference", "training", "native", "compiled") for row in saved[section]]
+    assert not [row for row in rows if "error" in row or "skipped" in row]
+    assert saved["parity"][0]["max_abs_logit_diff"] == 0.0  # CPU against CPU: the same computation
+    grid = {(r["dtype"], r["attention"], r["batch"]) for r in saved["inference"]}
+    assert grid == {(d, a, b) for d in ("fp32", "bf16", "fp16") for a in ("sdpa", "eager") for b in (1, 2)}
+    assert all(r["latency_s"] > 0 and r["images_per_s"] > 0 for r in saved["inference"] + saved["compiled"])
+    assert [r["checkpointing"] for r in saved["training"]] == [False, True]
+    assert {(r["dtype"], r["size"]) for r in saved["native"]} == {(d, s) for d in ("bf16", "fp32") for s in (128, 256)}
+    assert [r["batch"] for r in saved["compiled"]] == [1, 2] and saved["compiled"][0]["compile_s"] > 0
+    for heading in ("fp32 parity, GPU vs CPU", "| 64 | fp16 | eager | 2 |", "training step, bf16 autocast",
+                    "| 256 x 256 | fp32 |", "compile s (first call)"):
+        assert heading in result.stdout
+
+
+def test_gpu_script_without_a_gpu_says_how_to_check_it(monkeypatch, capsys):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import gpu
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    monkeypatch.setattr(gpu.torch.cuda, "is_available", lambda: False)
+    assert gpu.main([]) == 2
+    assert "--dry-run" in capsys.readouterr().err
+
+
+def test_gpu_script_skips_what_would_start_after_its_time_budget():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import gpu
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    spent = gpu.Budget(0.0)
+    assert gpu.measure({"batch": 1}, spent, lambda: {"latency_s": 1.0}) == {"batch": 1, "skipped": "time budget"}
+    assert gpu.measure({"batch": 1}, gpu.Budget(60), lambda: {"latency_s": 1.0}, reserve_s=75)["skipped"]
+    failing = gpu.measure({"batch": 64}, gpu.Budget(60), lambda: 1 / 0)
+    assert failing["error"].startswith("ZeroDivisionError")

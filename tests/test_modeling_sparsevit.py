@@ -174,6 +174,21 @@ def test_bad_pixel_values_are_rejected_with_a_clear_message(tiny_config, pixel_v
         SparseViTModel(tiny_config)(pixel_values)
 
 
+def test_value_checks_never_read_tensors_off_the_cpu(tiny_config):
+    """On an accelerator, reading a NaN check or a binary-label check back to the host would stall every step; the
+    image processor checks those values before the transfer. The meta device has no values at all: a forward on it
+    passes only if the model never asks for one."""
+    model = SparseViTForManipulationLocalization(tiny_config).to("meta")
+    pixel_values = torch.empty(2, 3, 64, 96, device="meta")
+    outputs = model(pixel_values, labels=torch.empty(2, 64, 96, device="meta"))
+    assert outputs.logits.shape == (2, 1, 4, 6) and outputs.loss.device.type == "meta"
+    # The checks of shapes and types need no values and stay on every device.
+    with pytest.raises(ValueError, match="needs at least 32 x 32"):
+        model(torch.empty(1, 3, 16, 64, device="meta"))
+    with pytest.raises(ValueError, match=r"labels must have shape"):
+        model(pixel_values, labels=torch.empty(3, 64, 96, device="meta"))
+
+
 def test_every_parameter_is_used(tiny_config):
     tiny_config.layer_scale_init_value = 0.5  # tiny layer scales would make some gradients underflow to zero
     model = SparseViTForManipulationLocalization(tiny_config).train()

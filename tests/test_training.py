@@ -510,7 +510,8 @@ def test_run_writes_a_complete_model_folder_and_survives_a_failed_push(run_iml, 
     names = {p.name for p in out.iterdir()}
     assert {
         "model.safetensors", "config.json", "preprocessor_config.json", "configuration_sparsevit.py",
-        "modeling_sparsevit.py", "image_processing_sparsevit.py", "README.md", "all_results.json", "log.jsonl",
+        "modeling_sparsevit.py", "attention_sparsevit.py", "image_processing_sparsevit.py", "README.md",
+        "all_results.json", "log.jsonl",
         "example.jpg", "best_model", "checkpoint-3", "checkpoint-6",
     } <= names
     config = json.loads((out / "config.json").read_text())

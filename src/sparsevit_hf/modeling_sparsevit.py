@@ -20,12 +20,12 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import SemanticSegmenterOutput
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
+from .attention_sparsevit import ATTENTION_FUNCTIONS, eager_attention_forward, group_tokens, ungroup_tokens
 from .configuration_sparsevit import SparseViTConfig
 
 
@@ -88,6 +88,19 @@ class SparseViTPatchEmbeddings(nn.Module):
         return hidden_states.permute(0, 3, 1, 2)
 
 
+def elementwise_in_memory_order(function: Callable, hidden_states: torch.Tensor) -> torch.Tensor:
+    """`function(hidden_states)` for an element-wise `function`, applied to a view that is contiguous in memory.
+
+    The convolutions of the conv stages return (batch, C, H, W) maps laid out channels-last (the patch embedding's
+    LayerNorm runs on channels-last tokens, and oneDNN keeps that layout). torch's CPU GELU takes a slow
+    non-vectorised loop on such strided maps (2-3x slower, measured in bf16 and fp32); on the (batch, H, W, C) view,
+    which is contiguous, it runs its vectorised kernel. The values are the same up to rounding.
+    """
+    if hidden_states.is_contiguous() or not hidden_states.is_contiguous(memory_format=torch.channels_last):
+        return function(hidden_states)
+    return function(hidden_states.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
 class SparseViTConvMlp(nn.Module):
     def __init__(self, config: SparseViTConfig, width: int):
         super().__init__()
@@ -97,7 +110,8 @@ class SparseViTConvMlp(nn.Module):
         self.fc2 = nn.Conv2d(hidden, width, kernel_size=1)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.activation(self.fc1(hidden_states)))
+        hidden_states = self.fc1(hidden_states)  # (batch, hidden, H, W), channels-last in memory on a CPU
+        return self.fc2(elementwise_in_memory_order(self.activation, hidden_states))
 
 
 class SparseViTConvBlock(nn.Module):
@@ -124,48 +138,6 @@ class SparseViTConvBlock(nn.Module):
         hidden_states = hidden_states + self.drop_path(local)
         hidden_states = hidden_states + self.drop_path(self.mlp(self.norm2(hidden_states)))
         return hidden_states
-
-
-def eager_attention_forward(
-    module: nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    scaling: float,
-    dropout: float = 0.0,
-    **kwargs,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Attention over the last two dimensions; any leading dimensions (batch, groups, heads) are batch dimensions.
-
-    The scale goes on the queries (N x head_dim values) rather than on the scores (N x N), and the softmax runs in the
-    input dtype: torch's bf16/fp16 softmax kernels accumulate in fp32 already, so an fp32 copy of the scores would
-    only add two passes over the largest tensor of the block.
-    """
-    attn_weights = torch.matmul(query * scaling, key.transpose(-2, -1))
-    if attention_mask is not None:
-        attn_weights = attn_weights + attention_mask
-    attn_weights = nn.functional.softmax(attn_weights, dim=-1)
-    attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
-    attn_output = torch.matmul(attn_weights, value).transpose(-3, -2).contiguous()
-    return attn_output, attn_weights
-
-
-def group_tokens(tokens: torch.Tensor, rate_h: int, rate_w: int) -> torch.Tensor:
-    """(batch, H, W, C) with H, W multiples of the rates -> (batch * rate_h * rate_w, H / rate_h * W / rate_w, C).
-
-    Group (a, b) holds the tokens (i, j) with i = a (mod rate_h) and j = b (mod rate_w).
-    """
-    batch, height, width, channels = tokens.shape
-    tokens = tokens.view(batch, height // rate_h, rate_h, width // rate_w, rate_w, channels)
-    return tokens.permute(0, 2, 4, 1, 3, 5).reshape(batch * rate_h * rate_w, -1, channels)
-
-
-def ungroup_tokens(groups: torch.Tensor, batch: int, height: int, width: int, rate_h: int, rate_w: int) -> torch.Tensor:
-    """Inverse of `group_tokens`: -> (batch, H, W, C)."""
-    channels = groups.shape[-1]
-    groups = groups.view(batch, rate_h, rate_w, height // rate_h, width // rate_w, channels)
-    return groups.permute(0, 3, 1, 4, 2, 5).reshape(batch, height, width, channels)
 
 
 class SparseViTSparseSelfAttention(nn.Module):
@@ -215,7 +187,7 @@ class SparseViTSparseSelfAttention(nn.Module):
             query, key, value = (t.view(batch, rate_h * rate_w, *t.shape[1:]) for t in (query, key, value))
             if attention_mask is not None:
                 attention_mask = attention_mask.view(batch, rate_h * rate_w, *attention_mask.shape[1:])
-        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
+        attention_interface: Callable = ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
         attn_output, attn_weights = attention_interface(
             self,
             query,
@@ -373,6 +345,18 @@ class SparseViTPreTrainedModel(PreTrainedModel):
             init.constant_(module.fusion_weights, self.config.layer_scale_init_value)
 
 
+def reads_values_for_free(tensor: torch.Tensor) -> bool:
+    """Whether a check of `tensor`'s values (NaN, non-binary labels) costs no device-to-host synchronisation.
+
+    Shape, dtype and size checks read metadata and always run. A check of the values needs the answer on the host:
+    for a CPU tensor that is a pass over memory, but for a tensor on an accelerator (CUDA, MPS, XLA) it would stall
+    the host until the device has caught up, once per step. There the content checks live where the data is still on
+    the CPU: `SparseViTImageProcessor` rejects non-finite images and binarises masks, and the training and inference
+    data paths go through it. Tracing (`torch.compile`, `torch.export`) has no values to read either.
+    """
+    return tensor.device.type == "cpu" and not torch.compiler.is_compiling()
+
+
 def check_pixel_values(pixel_values: torch.Tensor, config: SparseViTConfig) -> None:
     if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 4:
         shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
@@ -390,7 +374,7 @@ def check_pixel_values(pixel_values: torch.Tensor, config: SparseViTConfig) -> N
         )
     if not pixel_values.is_floating_point():
         raise ValueError(f"pixel_values must be floating point (normalised), got {pixel_values.dtype}.")
-    if not torch.compiler.is_compiling() and not torch.isfinite(pixel_values).all():
+    if reads_values_for_free(pixel_values) and not torch.isfinite(pixel_values).all():
         raise ValueError("pixel_values contains NaN or infinite values.")
 
 
@@ -510,7 +494,7 @@ class SparseViTForManipulationLocalization(SparseViTPreTrainedModel):
                 f"labels must have shape (batch, height, width) or (batch, 1, height, width) with batch "
                 f"{pixel_values.shape[0]}, got {tuple(labels.shape)}."
             )
-        if not torch.compiler.is_compiling() and ((labels != 0) & (labels != 1)).any():
+        if reads_values_for_free(labels) and ((labels != 0) & (labels != 1)).any():
             raise ValueError("labels must be binary masks with values 0 (authentic) and 1 (manipulated).")
         return labels.float()
 

@@ -45,6 +45,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..inference.predictor import (
+    BACKENDS,
     DEFAULT_MAX_PIXELS,
     DEFAULT_TILE_OVERLAP,
     DEFAULT_TILE_SIZE,
@@ -215,6 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--dtype", choices=("fp32", "bf16", "fp16"), default="fp32", help="inference precision (default fp32)"
     )
     parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="pytorch",
+        help="pytorch (default) or onnxruntime: MODEL is then a folder written by sparsevit-export, run in resize "
+        "or tiled mode (tiles of its exported size) in its exported precision",
+    )
+    parser.add_argument(
         "--tile-size",
         type=int,
         default=DEFAULT_TILE_SIZE,
@@ -273,7 +281,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         model, processor = load_model(
-            args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code
+            args.model,
+            device=args.device,
+            dtype=args.dtype,
+            trust_remote_code=args.trust_remote_code,
+            backend=args.backend,
         )
         predictor = Predictor(
             model,

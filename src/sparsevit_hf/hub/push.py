@@ -25,6 +25,7 @@ from .endpoint import ENDPOINT_FILES, write_endpoint_files
 CODE_FILES = (
     "configuration_sparsevit.py",
     "modeling_sparsevit.py",
+    "attention_sparsevit.py",
     "image_processing_sparsevit.py",
     "image_decoding_sparsevit.py",
 )

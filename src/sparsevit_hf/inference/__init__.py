@@ -1,6 +1,9 @@
-"""Prediction at any resolution (resized, native, tiled) and the pictures made from it."""
+"""Prediction at any resolution (resized, native, tiled) with PyTorch or ONNX Runtime, the ONNX export, and the
+pictures made from predictions."""
 
+from .onnx import ONNX_NAME, ExportReport, OnnxExportError, OnnxRuntimeModel, export_onnx, load_onnx_model
 from .predictor import (
+    BACKENDS,
     DEFAULT_MAX_PIXELS,
     DEFAULT_TILE_OVERLAP,
     DEFAULT_TILE_SIZE,
@@ -35,24 +38,31 @@ from .visualization import (
 )
 
 __all__ = [
+    "BACKENDS",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_TILE_OVERLAP",
     "DEFAULT_TILE_SIZE",
     "IMAGE_EXTENSIONS",
+    "ExportReport",
     "ImageLoadError",
     "ImageSizeError",
     "MIN_IMAGE_SIDE",
     "MODES",
     "ModelLoadError",
+    "ONNX_NAME",
+    "OnnxExportError",
+    "OnnxRuntimeModel",
     "Predictor",
     "binary_mask",
     "check_model_folder",
     "colorize",
+    "export_onnx",
     "heat_lut",
     "heatmap_image",
     "image_score",
     "load_image",
     "load_model",
+    "load_onnx_model",
     "manipulated_fraction",
     "mask_image",
     "outline",

@@ -33,10 +33,14 @@ from PIL import Image
 from ..image_decoding_sparsevit import IMAGE_EXTENSIONS, array_to_rgb, decode_image
 from ..image_decoding_sparsevit import ImageDecodingError as ImageLoadError  # the decoder's error, named for this API
 from ..utils import is_local_path
+from .onnx import OnnxRuntimeModel, load_onnx_model
 from .tiling import tile_starts, tile_weights
 
 MODES = ("resize", "native", "tiled")
 DEFAULT_MODE = "resize"
+# What runs the network: PyTorch (any folder written by save_pretrained, or a Hub id) or ONNX Runtime (a folder
+# written by sparsevit-export; see `inference.onnx`).
+BACKENDS = ("pytorch", "onnxruntime")
 DEFAULT_TILE_SIZE = 512
 DEFAULT_TILE_OVERLAP = 128
 # Native mode refuses images above this many pixels (16.8 MP, e.g. 4096 x 4096); use the tiled mode for larger ones.
@@ -173,8 +177,12 @@ def load_model(
     dtype: str | torch.dtype | None = None,
     trust_remote_code: bool = False,
     token: str | bool | None = None,
+    backend: str = "pytorch",
 ):
     """Load a SparseViT model (in eval mode, on `device`, in `dtype`) and its image processor.
+
+    With `backend="onnxruntime"`, `name_or_path` is a local folder written by `sparsevit-export` and the model is an
+    `OnnxRuntimeModel` (its precision is the exported graph's: `dtype` may only be fp32).
 
     `name_or_path` is a folder written by `save_pretrained` or a Hub model id. Local folders are checked before
     anything is loaded (`check_model_folder`); a folder without `preprocessor_config.json` gets the default
@@ -188,6 +196,10 @@ def load_model(
 
     name = os.fspath(name_or_path)
     local = Path(name).expanduser()
+    if backend not in BACKENDS:
+        raise ValueError(f"Unknown backend {backend!r}; use one of {', '.join(BACKENDS)}.")
+    if backend == "onnxruntime":
+        return _load_onnx(name, local, device, dtype)
     if is_local_path(name_or_path):
         check_model_folder(local)  # a missing folder is an error here, not a Hub request
         name = os.fspath(local)
@@ -226,6 +238,22 @@ def load_model(
     model.to(resolve_device(device))
     model.eval()
     return model, processor
+
+
+def _load_onnx(name: str, local: Path, device, dtype):
+    if not local.is_dir():
+        raise ModelLoadError(
+            f"{name!r} is not a local folder; the onnxruntime backend runs a folder written by sparsevit-export."
+        )
+    if resolve_dtype(dtype) not in (None, torch.float32):
+        raise ModelLoadError(
+            f"dtype {dtype!r} does not apply to the onnxruntime backend: it runs the exported graph's precision "
+            "(fp32, or int8 with float32 inputs); use fp32."
+        )
+    try:
+        return load_onnx_model(local, device=None if device in (None, "auto") else str(device))
+    except (FileNotFoundError, ValueError, OSError) as error:
+        raise ModelLoadError(str(error)) from error
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -283,14 +311,31 @@ class Predictor:
         self.batch_size = batch_size
         self.max_pixels = max_pixels or None
         self.divisor = divisor
+        torch_dtype = resolve_dtype(dtype)
+        if isinstance(model, OnnxRuntimeModel):
+            self._check_static_size(model, torch_dtype)
+            self.device, self.dtype = model.device, model.dtype
+            return
         if device is not None:
             model.to(resolve_device(device))
-        torch_dtype = resolve_dtype(dtype)
         if torch_dtype is not None:
             model.to(torch_dtype)
         model.eval()
         parameter = next(model.parameters())
         self.device, self.dtype = parameter.device, parameter.dtype
+
+    def _check_static_size(self, model: OnnxRuntimeModel, dtype: torch.dtype | None) -> None:
+        """An exported graph has one input size: native mode cannot use it, tiles must have its size."""
+        size = "{} x {}".format(*model.input_size)
+        if self.mode == "native":
+            raise ValueError(
+                f"The ONNX model in {model.folder} takes {size} inputs only; native mode needs every size. Use "
+                "mode 'resize' or 'tiled', or the PyTorch model."
+            )
+        if self.mode == "tiled" and (self.tile_size, self.tile_size) != model.input_size:
+            raise ValueError(f"tile_size is {self.tile_size} but the ONNX model in {model.folder} takes {size}.")
+        if dtype not in (None, torch.float32):
+            raise ValueError("The ONNX model computes in its exported precision; dtype may only be fp32.")
 
     # -- checks ---------------------------------------------------------------------------------------------------
     def check(self, image, name: str = "image") -> None:
@@ -451,6 +496,7 @@ def manipulated_fraction(probability: np.ndarray, threshold: float = 0.5) -> flo
 
 
 __all__ = [
+    "BACKENDS",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_TILE_OVERLAP",
     "DEFAULT_TILE_SIZE",
