@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import PROTOCOLS, _as_list, _as_map, _validate_prediction, _validate_reference
+from .metric_inputs import PROTOCOLS, _as_list, _as_map, _validate_prediction, _validate_reference
 
 __all__ = ["DEFAULT_THRESHOLDS", "ThresholdSweep"]
 
