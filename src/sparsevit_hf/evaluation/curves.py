@@ -69,6 +69,10 @@ class ThresholdSweep:
             rows.append((float(tampered.size), *map(float, true_positive), *map(float, predicted)))
         return rows
 
+    def add_rows(self, rows: Sequence[Sequence[float]]) -> None:
+        """Add rows made by `batch_rows` (for a caller that gathers them itself, each image once)."""
+        self._rows.extend(tuple(float(v) for v in row) for row in rows)
+
     def add_batch(self, predictions: Any, references: Any, *, accelerator: Any = None) -> None:
         rows = self.batch_rows(predictions, references)
         if accelerator is not None:

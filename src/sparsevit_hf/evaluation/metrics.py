@@ -263,6 +263,11 @@ class IMLMetric:
         gathered = accelerator.gather_for_metrics([tuple(r) for r in rows], use_gather_object=True)
         self._extend(gathered, "global")
 
+    def add_stats(self, rows: Sequence[Sequence[float]], *, gathered: bool = False) -> None:
+        """Add per-image statistics rows made by `batch_stats`: for a caller that gathers them itself (with other
+        per-image data, from every process: `gathered=True`, then the same rules as an accelerator's batches)."""
+        self._extend(rows, "global" if gathered else "local")
+
     def add(self, prediction: Any, reference: Any, label: Any = None) -> None:
         """Add one image (a 2-D map and its mask, and under protocol `"imdlbenco"` optionally its label)."""
         self.add_batch([prediction], [reference], None if label is None else [label])
