@@ -201,3 +201,19 @@ def test_without_a_content_free_predictor_the_gap_uses_the_shuffled_pairing(synt
     assert math.isnan(metrics["content_free_f1"])
     assert metrics["content_gap"] == pytest.approx(metrics["pixel_f1"] - metrics["shuffled_f1"])
     assert "no content-free predictor" in metrics["baseline_note"]
+
+
+def test_kinds_come_from_the_manifest_of_a_folder_written_by_sparsevit_synthesize(tmp_path):
+    from collections import Counter
+
+    from sparsevit_hf.data import load_iml_dataset
+    from sparsevit_hf.data.synthetic import write_synthetic_dataset
+    from sparsevit_hf.evaluation.baselines import dataset_kinds
+
+    counts = write_synthetic_dataset(tmp_path / "syn", num_images=6, size=64, split="test", progress=False)
+    folder = load_iml_dataset(str(tmp_path / "syn"))
+    kinds = dataset_kinds(folder)
+    assert kinds is not None and len(kinds) == 6
+    assert all((kind == "authentic") == (label == 0) for kind, label in zip(kinds, folder["label"]))
+    assert {kind: n for kind, n in Counter(kinds).items()} == {k: n for k, n in counts.items() if k in kinds}
+    assert dataset_kinds(load_iml_dataset(write_folder(tmp_path / "plain", [box_mask(40, 40, 0, 0, 9, 9)]))) is None

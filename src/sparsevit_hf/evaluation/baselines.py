@@ -142,10 +142,27 @@ def dataset_masks(dataset) -> Iterator[np.ndarray]:
 
 
 def dataset_kinds(dataset) -> list[str] | None:
-    """The manipulation kind of every row (the synthetic data set's `kind` column), or None without one."""
-    if "kind" not in dataset.column_names:
+    """The manipulation kind of every row, or None when the set does not record kinds: the synthetic data set's
+    `kind` column, or for a folder written by `sparsevit-synthesize` the kinds of its manifest."""
+    if "kind" in dataset.column_names:
+        return [str(kind) for kind in dataset["kind"]]
+    if len(dataset) == 0:
         return None
-    return [str(kind) for kind in dataset["kind"]]
+    from datasets import Image as ImageFeature
+
+    from ..data.synthetic import MANIFEST_NAME
+
+    paths = [row["path"] for row in dataset.cast_column("image", ImageFeature(decode=False))["image"]]
+    if not all(paths):
+        return None
+    root = Path(paths[0]).resolve().parent.parent  # <root>/Tp/<file>, <root>/Au/<file>
+    try:
+        manifest = json.loads((root / MANIFEST_NAME).read_text(encoding="utf-8"))
+        by_path = {str((root / entry["image"]).resolve()): str(entry["kind"]) for entry in manifest["files"]}
+    except (OSError, ValueError, KeyError, TypeError):  # no manifest, or not one this version can read
+        return None
+    kinds = [by_path.get(str(Path(path).resolve())) for path in paths]
+    return None if None in kinds else kinds
 
 
 def _centred_ellipse(size: int, fraction: float) -> np.ndarray:

@@ -131,7 +131,7 @@ def _predict(
             losses = [float("nan")] * len(maps)
         rows = metric.batch_stats(maps, masks)
         curve_rows = sweep.batch_rows(maps, masks) if sweep is not None else [None] * len(maps)
-        batch_records = list(zip(_as_list(batch["index"]), rows, map(_shrink, maps), curve_rows, losses))
+        batch_records = list(zip(_indices(batch["index"]), rows, map(_shrink, maps), curve_rows, losses))
         if accelerator is not None:
             batch_records = accelerator.gather_for_metrics(batch_records, use_gather_object=True)
         records.extend(batch_records)
@@ -145,7 +145,7 @@ def _predict(
     return metric, [record[2] for record in records], loss
 
 
-def _as_list(values: Any) -> list[int]:
+def _indices(values: Any) -> list[int]:
     return [int(v) for v in (values.tolist() if hasattr(values, "tolist") else values)]
 
 

@@ -20,6 +20,7 @@ from .card import BASELINE_CARD_METRICS, card_eval_results, render_model_card, t
 
 __all__ = ["BASELINE_CARD_METRICS", "evaluation_card_entries", "update_card_results"]
 
+
 def evaluation_card_entries(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     """`model-index` entries (dicts for `to_eval_result`) of a `sparsevit-evaluate` results dictionary."""
     settings = results.get("settings", {})
@@ -27,7 +28,15 @@ def evaluation_card_entries(results: Mapping[str, Any]) -> list[dict[str, Any]]:
         f"protocol={settings.get('protocol', 'exact')},mode={settings.get('mode', 'resize')},"
         f"threshold={settings.get('threshold', 0.5)}"
     )
-    entries = card_eval_results({name: entry["metrics"] for name, entry in results["sets"].items()})
+    figures = {}
+    for name, entry in results["sets"].items():
+        baselines = entry.get("baselines", {})
+        figures[name] = {
+            "content_gap": entry.get("content_gap"),
+            **{key: baselines.get(key) for key in ("content_free_f1", "shuffled_f1")},
+            **{key: value for key, value in entry["metrics"].items() if value is not None},
+        }
+    entries = card_eval_results(figures)
     for item in entries:
         item["metric_config"] = config
     return entries
