@@ -163,7 +163,7 @@ def test_two_processes_give_the_one_process_results(model_dir, tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--cpu",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
               "--main_process_port", str(_free_port()), "-m", "sparsevit_hf.cli.evaluate"]
     result = subprocess.run([*launch, *common, "--output-dir", str(tmp_path / "two")], capture_output=True,
                             text=True, env=env, timeout=600, cwd=tmp_path)
