@@ -99,9 +99,14 @@ def test_the_baseline_saved_with_the_model_is_used(model_dir, tmp_path, capsys):
     fit_content_free(masks).save(model_dir)
     assert (model_dir / BASELINE_FILE).is_file()
     out = tmp_path / "eval"
-    assert run(model_dir, "--data", f"syn={SYNTHETIC}", "--output-dir", out) == 0, capsys.readouterr().err
+    code = run(model_dir, "--data", f"syn={SYNTHETIC}", "--output-dir", out, "--protocol", "imdlbenco")
+    assert code == 0, capsys.readouterr().err
     results = json.loads((out / "results.json").read_text())
     assert results["content_free_predictor"]["name"] == ContentFreePredictor.load(model_dir).name
+    # IMDLBenCo's rule: authentic images count in the pixel metrics.
+    assert results["settings"]["protocol"] == "imdlbenco" and results["settings"]["include_authentic"] is True
+    metrics = results["sets"]["syn"]["metrics"]
+    assert metrics["num_pixel_auc_images"] == metrics["num_images"] == 6
 
 
 @pytest.mark.parametrize("mode", ["native", "tiled"])
