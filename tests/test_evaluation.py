@@ -11,6 +11,7 @@ from sparsevit_hf import SparseViTConfig, SparseViTForManipulationLocalization, 
 from sparsevit_hf.evaluation import (
     Evaluator,
     MetricSettings,
+    flatten_results,
     iml_metrics,
     load_evaluation_sets,
     parse_robustness,
@@ -82,8 +83,19 @@ def test_the_same_results_under_accelerate(sets, model, processor):
         GradientState._reset_state()
         PartialState._reset_state()
     assert distributed.keys() == alone.keys()
-    for key, value in alone["syn"].items():
-        assert distributed["syn"][key] == pytest.approx(value, rel=1e-6, nan_ok=True), key
+    flat_alone, flat_distributed = flatten_results(alone), flatten_results(distributed)
+    assert flat_distributed.keys() == flat_alone.keys()
+    for key, value in flat_alone.items():
+        expected = value if isinstance(value, str) else pytest.approx(value, rel=1e-6, nan_ok=True)
+        assert flat_distributed[key] == expected, key
+
+
+def test_the_main_sets_are_reported_next_to_the_baselines(sets, model, processor):
+    metrics = Evaluator(sets, processor, batch_size=2)(model)["syn"]
+    for key in ("content_free_f1", "shuffled_f1", "content_gap"):
+        assert key in metrics  # the content-free one is NaN here: no training masks were given
+    assert "no content-free predictor" in metrics["baseline_note"]
+    assert set(metrics["per_kind"]) <= {"splicing", "copy_move", "removal"}  # the synthetic set records kinds
 
 
 def test_trivial_baselines_are_the_constant_predictions(sets, processor):

@@ -524,7 +524,21 @@ def test_run_writes_a_complete_model_folder_and_survives_a_failed_push(run_iml, 
     assert "syn@jpeg70/pixel_f1" in results and results["metric_for_best_model"] == "syn/pixel_f1"
     assert results["baselines"]["syn"]["all_authentic"]["pixel_f1"] == 0.0
     assert 0.0 < results["baselines"]["syn"]["all_manipulated"]["pixel_f1"] < 1.0
+    # Next to every F1, what ignoring the image scores: the content-free predictor fitted on the training masks
+    # (saved with the model for sparsevit-evaluate), the shuffled pairing and the gap, per manipulation kind too.
+    from sparsevit_hf.evaluation import BASELINE_FILE, ContentFreePredictor, fit_content_free_on_dataset
+    from sparsevit_hf.evaluation import load_evaluation_sets as load_sets
+
+    saved = ContentFreePredictor.load(out)
+    assert (out / BASELINE_FILE).is_file() and results["content_free_predictor"]["name"] == saved.name
+    train = load_sets({"t": "synthetic:train:num_images=12,size=64"})["t"]
+    assert saved.name == fit_content_free_on_dataset(train).name
+    assert results["syn/content_gap"] == pytest.approx(
+        results["syn/pixel_f1"] - max(results["syn/content_free_f1"], results["syn/shuffled_f1"])
+    )
+    assert any(key.startswith("syn/per_kind/") and key.endswith("/content_gap") for key in results)
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert all("content_gap" in e["eval"]["syn"] for e in log if "eval" in e)
     assert [e["step"] for e in log if "train_loss" in e] == [1, 2, 3, 4, 5, 6]
     assert [e["step"] for e in log if "eval" in e] == [3, 6]
     assert (out / "checkpoint-6" / T.COMPLETE_MARKER).is_file()
@@ -536,6 +550,8 @@ def test_run_writes_a_complete_model_folder_and_survives_a_failed_push(run_iml, 
     evaluated = {(r.dataset_name, r.metric_type): r.metric_value for r in card.data.eval_results}
     assert evaluated[("syn", "pixel_f1")] == pytest.approx(results["syn/pixel_f1"])
     assert ("syn@jpeg70", "pixel_f1") in evaluated
+    assert evaluated[("syn", "content_gap")] == pytest.approx(results["syn/content_gap"])
+    assert "content gap" in card.text
     assert "tiny" in card.text and "64 x 64" in card.text
 
     # Hub: repository created before training; a push per evaluation and a final one; the failure was survived.

@@ -1,7 +1,24 @@
 """Evaluation of image manipulation localization: the field's metrics, named evaluation sets, robustness
-perturbations, the trivial baselines and the evaluation loop shared by training and stand-alone evaluation."""
+perturbations, the trivial and content-free baselines, the content gap, and the evaluation loop shared by training
+and stand-alone evaluation (`sparsevit-evaluate`)."""
 
-from .evaluator import METRIC_NAMES, Evaluator, MetricSettings, evaluate, flatten_results, resolve_metric_name
+from .baselines import (
+    BASELINE_FILE,
+    ContentFreePredictor,
+    content_gap,
+    fit_content_free,
+    fit_content_free_on_dataset,
+    shuffled_pairing,
+)
+from .evaluator import (
+    METRIC_NAMES,
+    Evaluator,
+    MetricSettings,
+    SetEvaluation,
+    evaluate,
+    flatten_results,
+    resolve_metric_name,
+)
 from .metrics import (
     EVALUATE_METRIC_SCRIPT,
     IMAGE_SCORES,
@@ -17,6 +34,13 @@ from .sets import IMLEvaluationDataset, collate_iml, is_synthetic_spec, load_eva
 from .trivial import trivial_baselines
 
 __all__ = [
+    "BASELINE_FILE",
+    "ContentFreePredictor",
+    "SetEvaluation",
+    "content_gap",
+    "fit_content_free",
+    "fit_content_free_on_dataset",
+    "shuffled_pairing",
     "EVALUATE_METRIC_SCRIPT",
     "Evaluator",
     "IMAGE_SCORES",

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import PROTOCOLS, _as_list, _as_map, _validate_prediction, _validate_reference
+from .metric_inputs import PROTOCOLS, _as_list, _as_map, _validate_prediction, _validate_reference
 
 __all__ = ["DEFAULT_THRESHOLDS", "ThresholdSweep"]
 
@@ -68,6 +68,10 @@ class ThresholdSweep:
             true_positive = tampered.size - np.searchsorted(tampered, self._float32, side="right")
             rows.append((float(tampered.size), *map(float, true_positive), *map(float, predicted)))
         return rows
+
+    def add_rows(self, rows: Sequence[Sequence[float]]) -> None:
+        """Add rows made by `batch_rows` (for a caller that gathers them itself, each image once)."""
+        self._rows.extend(tuple(float(v) for v in row) for row in rows)
 
     def add_batch(self, predictions: Any, references: Any, *, accelerator: Any = None) -> None:
         rows = self.batch_rows(predictions, references)

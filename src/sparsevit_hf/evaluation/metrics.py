@@ -99,15 +99,23 @@ An `evaluate` metric script wrapping `iml_metrics` ships at
 
 from __future__ import annotations
 
-import numbers
-import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .roc import binary_roc_auc, ungrouped_roc_auc
+from .metric_inputs import (
+    IMAGE_SCORES,
+    PROTOCOLS,
+    _as_list,
+    _to_numpy,
+    _validate_image_score,
+    _validate_protocol,
+    _validate_threshold,
+)
+from .metric_stats import _NUM_STATS, _STAT_NAMES, _image_stats, _metrics_from_stats, _safe_ratio
+from .roc import binary_roc_auc
 
 __all__ = [
     "EVALUATE_METRIC_SCRIPT",
@@ -122,252 +130,6 @@ __all__ = [
 # Path of the `evaluate` metric script shipped with the package. Load it with
 # `evaluate.load(str(EVALUATE_METRIC_SCRIPT))` (or `load_evaluate_metric`).
 EVALUATE_METRIC_SCRIPT = Path(__file__).resolve().parent / "metric" / "iml_metrics.py"
-
-# Supported poolings of a probability map into an image-level score.
-IMAGE_SCORES = ("max", "mean")
-
-# Metric definitions: the exact ones, or IMDLBenCo's (see the module docstring).
-PROTOCOLS = ("exact", "imdlbenco")
-
-# Columns of the per-image statistics rows.
-_TP, _FP, _FN, _TN, _AUC, _SCORE, _LABEL = range(7)
-_NUM_STATS = 7
-_STAT_NAMES = ("tp", "fp", "fn", "tn", "auc", "score", "label")
-
-
-# ---------------------------------------------------------------------------
-# Helpers: input conversion and validation
-# ---------------------------------------------------------------------------
-
-
-def _to_numpy(x: Any) -> np.ndarray:
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(x, torch.Tensor):
-        x = x.detach()
-        if x.dtype in (torch.bfloat16, torch.float16):
-            x = x.float()
-        return x.cpu().numpy()
-    return np.asarray(x)
-
-
-def _as_map(x: Any, what: str, index: int) -> np.ndarray:
-    arr = _to_numpy(x)
-    original_shape = arr.shape
-    if arr.ndim == 3 and arr.shape[0] == 1:
-        arr = arr[0]
-    if arr.ndim != 2:
-        hint = ""
-        if arr.ndim < 2:
-            hint = (
-                " If you meant to score a single image, wrap it in a list: "
-                "[prediction], [reference]."
-            )
-        raise ValueError(
-            f"{what}[{index}] has shape {tuple(original_shape)}; every {what[:-1]} must be "
-            f"a 2-D (H, W) map or a (1, H, W) map with a single leading channel.{hint}"
-        )
-    if arr.size == 0:
-        raise ValueError(f"{what}[{index}] is empty (shape {tuple(original_shape)}).")
-    return arr
-
-
-def _validate_prediction(arr: np.ndarray, index: int) -> np.ndarray:
-    """The map as float32 (see "Precision" in the module docstring), after checking its values."""
-    if arr.dtype == np.bool_ or np.issubdtype(arr.dtype, np.integer):
-        arr = arr.astype(np.float32)
-    elif arr.dtype == np.float16:
-        arr = arr.astype(np.float32)
-    elif not np.issubdtype(arr.dtype, np.floating):
-        raise ValueError(
-            f"predictions[{index}] has dtype {arr.dtype}; expected real-valued probabilities."
-        )
-    finite = np.isfinite(arr)
-    if not finite.all():
-        bad = arr[~finite]
-        n_nan = int(np.isnan(bad).sum())
-        raise ValueError(
-            f"predictions[{index}] contains non-finite values ({n_nan} NaN, "
-            f"{bad.size - n_nan} +/-inf); check the model output for that image."
-        )
-    lo, hi = float(arr.min()), float(arr.max())
-    if lo < 0.0 or hi > 1.0:
-        raise ValueError(
-            f"predictions[{index}] has values in [{lo:.6g}, {hi:.6g}], outside [0, 1]. "
-            "Predictions must be probabilities; this looks like logits -- apply a sigmoid "
-            "first (e.g. torch.sigmoid(logits))"
-            + (" -- or like a 0-255 map: divide it by 255." if lo >= 0.0 and hi <= 255.0 else ".")
-        )
-    return arr.astype(np.float32, copy=False)
-
-
-def _validate_reference(arr: np.ndarray, index: int) -> np.ndarray:
-    if arr.dtype == np.bool_:
-        return arr
-    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise ValueError(f"references[{index}] has dtype {arr.dtype}; expected a binary mask.")
-    is_zero = arr == 0
-    binary = is_zero | (arr == 1)
-    if not binary.all():
-        examples = np.unique(arr[~binary])[:5].tolist()
-        raise ValueError(
-            f"references[{index}] is not binary: it holds values other than 0 and 1 "
-            f"(e.g. {examples}). Binarise the mask first, e.g. mask > 127.5 for a 0-255 mask."
-        )
-    return ~is_zero
-
-
-def _validate_threshold(threshold: Any) -> float:
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
-        raise ValueError(f"threshold must be a real number in [0, 1], got {threshold!r}.")
-    value = float(threshold)
-    if not (0.0 <= value <= 1.0):  # also rejects NaN
-        raise ValueError(f"threshold must be in [0, 1], got {threshold!r}.")
-    return value
-
-
-def _validate_protocol(protocol: Any) -> str:
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"Unknown protocol {protocol!r}; choose one of {', '.join(map(repr, PROTOCOLS))}.")
-    return protocol
-
-
-def _validate_image_score(image_score: Any) -> str:
-    if image_score not in IMAGE_SCORES:
-        raise ValueError(
-            f"Unknown image_score {image_score!r}; choose one of {', '.join(map(repr, IMAGE_SCORES))}."
-        )
-    return image_score
-
-
-def _as_list(items: Any, what: str) -> list[Any]:
-    if isinstance(items, (str, bytes)):
-        raise ValueError(f"{what} must be a sequence of 2-D maps, got {type(items).__name__}.")
-    if isinstance(items, np.ndarray) and items.dtype == object and items.ndim == 1:
-        return list(items)  # an object array holding one map per image
-    if isinstance(items, np.ndarray) or hasattr(items, "detach"):
-        if items.ndim < 3:
-            raise ValueError(
-                f"{what} is a single array of shape {tuple(items.shape)}; pass a sequence of "
-                "(H, W) maps, or a batched array of shape (N, H, W) or (N, 1, H, W). "
-                "To score one image, wrap it in a list."
-            )
-        return [items[i] for i in range(items.shape[0])]
-    if not isinstance(items, Iterable):
-        raise ValueError(f"{what} must be a sequence of 2-D maps, got {type(items).__name__}.")
-    return list(items)
-
-
-def _image_stats(
-    prediction: Any,
-    reference: Any,
-    index: int,
-    threshold: np.float32,
-    image_score: str,
-    protocol: str,
-    label: Any = None,
-) -> tuple[float, ...]:
-    """Per-image statistics row (TP, FP, FN, TN, AUC, image score, image label)."""
-    pred = _as_map(prediction, "predictions", index)
-    ref = _as_map(reference, "references", index)
-    if pred.shape != ref.shape:
-        raise ValueError(
-            f"predictions[{index}] has shape {tuple(_to_numpy(prediction).shape)} but "
-            f"references[{index}] has shape {tuple(_to_numpy(reference).shape)}; each "
-            "prediction must have the size of its mask."
-        )
-    pred = _validate_prediction(pred, index)
-    mask = _validate_reference(ref, index)
-
-    predicted = pred > threshold  # float32 against float32
-    n = mask.size
-    n_pos = int(np.count_nonzero(mask))
-    n_pred = int(np.count_nonzero(predicted))
-    tp = int(np.count_nonzero(predicted & mask))
-    fp = n_pred - tp
-    fn = n_pos - tp
-    tn = n - tp - fp - fn
-    if protocol == "exact":
-        auc = binary_roc_auc(pred, mask)
-    else:
-        auc = ungrouped_roc_auc(pred, mask)
-    if image_score == "max":
-        score = float(pred.max())
-    else:
-        score = float(pred.mean(dtype=np.float64))
-    image_label = n_pos > 0 if label is None else _validate_label(label, index)
-    return (float(tp), float(fp), float(fn), float(tn), float(auc), score, float(image_label))
-
-
-def _validate_label(label: Any, index: int) -> bool:
-    value = _to_numpy(label)
-    if value.ndim != 0 or value.item() not in (0, 1):
-        raise ValueError(f"labels[{index}] is {label!r}; an image label is 0 (authentic) or 1 (tampered).")
-    return bool(value.item())
-
-
-def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """num / den elementwise, 0 where den == 0 (only possible on authentic images)."""
-    out = np.zeros(np.shape(num), dtype=np.float64)
-    np.divide(num, den, out=out, where=den > 0)
-    return out
-
-
-def _mean_or_nan(values: np.ndarray) -> float:
-    return float(values.mean()) if values.size else float("nan")
-
-
-def _metrics_from_stats(stats: np.ndarray, threshold: float, include_authentic: bool, protocol: str) -> dict[str, Any]:
-    stats = np.asarray(stats, dtype=np.float64).reshape(-1, _NUM_STATS)
-    # Canonical row order: the results are then bit-identical whatever order (or
-    # split across batches / processes) the images arrived in.
-    stats = stats[np.lexsort(stats.T[::-1])]
-    tp, fp, fn, tn = (stats[:, c] for c in (_TP, _FP, _FN, _TN))
-    auc, score = stats[:, _AUC], stats[:, _SCORE]
-    label = stats[:, _LABEL] > 0
-    num_images = int(stats.shape[0])
-    num_tampered = int(label.sum())
-
-    sel = np.ones(num_images, dtype=bool) if include_authentic else (tp + fn) > 0
-    s_tp, s_fp, s_fn, s_tn = tp[sel], fp[sel], fn[sel], tn[sel]
-    f1 = _safe_ratio(2 * s_tp, 2 * s_tp + s_fp + s_fn)
-    f1_inverted = _safe_ratio(2 * s_fn, 2 * s_fn + s_tn + s_tp)
-    iou = _safe_ratio(s_tp, s_tp + s_fp + s_fn)
-    sel_auc = auc[sel]
-    if protocol == "exact":
-        sel_auc = sel_auc[np.isfinite(sel_auc)]
-
-    if sel.any():
-        sum_tp, sum_fp, sum_fn = s_tp.sum(), s_fp.sum(), s_fn.sum()
-        den = 2 * sum_tp + sum_fp + sum_fn
-        f1_dataset = float(2 * sum_tp / den) if den > 0 else 0.0
-    else:
-        f1_dataset = float("nan")
-
-    # Image level. The scores are float32 values (or means of float32 values) held in float64, so comparing them
-    # with the float32 threshold in float64 is the float32 comparison.
-    image_pred = score > float(np.float32(threshold))
-    i_tp = int(np.count_nonzero(image_pred & label))
-    i_fp = int(np.count_nonzero(image_pred & ~label))
-    i_fn = int(np.count_nonzero(~image_pred & label))
-    i_den = 2 * i_tp + i_fp + i_fn
-    if protocol == "imdlbenco" and i_tp == 0:
-        image_f1 = 0.0
-    else:
-        image_f1 = (2 * i_tp / i_den) if i_den > 0 else float("nan")
-    return {
-        "pixel_f1": _mean_or_nan(f1),
-        "pixel_f1_dataset": f1_dataset,
-        "pixel_f1_permuted": _mean_or_nan(np.maximum(f1, f1_inverted)),
-        "pixel_iou": _mean_or_nan(iou),
-        "pixel_auc": _mean_or_nan(sel_auc),
-        "image_auc": binary_roc_auc(score, label) if num_images else float("nan"),
-        "image_accuracy": float(np.mean(image_pred == label)) if num_images else float("nan"),
-        "image_f1": image_f1,
-        "num_images": num_images,
-        "num_authentic": num_images - num_tampered,
-        "num_tampered": num_tampered,
-        "num_pixel_auc_images": int(sel_auc.size),
-    }
 
 
 # ---------------------------------------------------------------------------
@@ -501,6 +263,11 @@ class IMLMetric:
         gathered = accelerator.gather_for_metrics([tuple(r) for r in rows], use_gather_object=True)
         self._extend(gathered, "global")
 
+    def add_stats(self, rows: Sequence[Sequence[float]], *, gathered: bool = False) -> None:
+        """Add per-image statistics rows made by `batch_stats`: for a caller that gathers them itself (with other
+        per-image data, from every process: `gathered=True`, then the same rules as an accelerator's batches)."""
+        self._extend(rows, "global" if gathered else "local")
+
     def add(self, prediction: Any, reference: Any, label: Any = None) -> None:
         """Add one image (a 2-D map and its mask, and under protocol `"imdlbenco"` optionally its label)."""
         self.add_batch([prediction], [reference], None if label is None else [label])
@@ -628,4 +395,3 @@ def load_evaluate_metric(**kwargs: Any) -> Any:
     import evaluate
 
     return evaluate.load(str(EVALUATE_METRIC_SCRIPT), **kwargs)
-

@@ -79,7 +79,7 @@ def results_markdown(results: Mapping[str, Any]) -> str:
     lines.append(
         f"Protocol `{settings.get('protocol', 'exact')}`, mode `{settings.get('mode', 'resize')}`, threshold "
         f"{settings.get('threshold', 0.5)}, image score `{settings.get('image_score', 'max')}`, authentic images "
-        f"{'counted as 0' if settings.get('include_authentic') else 'left out of'} in the pixel metrics; "
+        f"{'counted as 0 in' if settings.get('include_authentic') else 'left out of'} the pixel metrics; "
         f"{results['package']['name']} {results['package']['version']}."
     )
     lines += [

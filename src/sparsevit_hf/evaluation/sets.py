@@ -47,33 +47,48 @@ def load_evaluation_sets(
 ) -> dict[str, Any]:
     """`{name: datasets.Dataset}` of `{name: spec}` (`load_iml_dataset`; the synthetic data set's `test` split
     unless the spec names one), each cut to its first `max_samples` images when given. `loader_options` go to
-    `load_iml_dataset` (`skip_corrupt`, `synthetic_options`, ...)."""
-    from ..data import load_iml_dataset
+    `load_iml_dataset` (`skip_corrupt`, `synthetic_options`, ...). An empty set raises `IMLDatasetError` naming its
+    spec."""
+    return load_evaluation_sets_counted(specs, max_samples, **loader_options)[0]
 
-    sets = {}
+
+def load_evaluation_sets_counted(
+    specs: Mapping[str, str], max_samples: int | None = None, **loader_options: Any
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """`load_evaluation_sets`, plus `{name: number of unreadable samples skipped}` (with `skip_corrupt=True`)."""
+    from ..data import IMLDatasetError, load_iml_bundle
+
+    sets, skipped = {}, {}
     for name, spec in specs.items():
-        dataset = load_iml_dataset(spec, split="test" if is_synthetic_spec(spec) else None, **loader_options)
+        bundle = load_iml_bundle(spec, split="test" if is_synthetic_spec(spec) else None, **loader_options)
+        dataset = bundle.dataset
+        if len(dataset) == 0:
+            raise IMLDatasetError(f"evaluation set {name}={spec} holds no image")
         if max_samples is not None and max_samples < len(dataset):
             dataset = dataset.select(range(max_samples))
-        sets[name] = dataset
-    return sets
+        sets[name], skipped[name] = dataset, len(bundle.skipped)
+    return sets, skipped
 
 
 class IMLEvaluationDataset(torch.utils.data.Dataset):
     """Evaluation view of an IML `datasets.Dataset`: decode, optionally degrade (`Perturbation`, seeded by the
     index), process.
 
-    Items are `{"pixel_values", "labels"}` at the model input size plus `"mask"`, the ground truth at the original
-    image size (bool NumPy array), against which the metrics are computed.
+    Items are `{"pixel_values", "labels"}` at the model input size (with `process=False` instead `"image"`, the
+    decoded, degraded image, for predictors that size it themselves) plus `"mask"`, the ground truth at the
+    original image size (bool NumPy array), against which the metrics are computed, and `"index"`, the row.
     """
 
-    def __init__(self, dataset, processor, perturbation: Perturbation | None = None, seed: int = 0):
+    def __init__(
+        self, dataset, processor, perturbation: Perturbation | None = None, seed: int = 0, process: bool = True
+    ):
         from ..data import with_decoding
 
         self.rows = with_decoding(dataset.select_columns(["image", "mask"]))
         self.processor = processor
         self.perturbation = perturbation
         self.seed = int(seed)
+        self.process = process
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -83,12 +98,11 @@ class IMLEvaluationDataset(torch.utils.data.Dataset):
         image, mask = row["image"], row["mask"]
         if self.perturbation is not None:
             image = self.perturbation(image, derive_seed(self.seed, _PERTURBATION_STREAM, index))
+        item = {"mask": np.asarray(mask, dtype=bool), "index": int(index)}
+        if not self.process:
+            return {"image": np.asarray(image), **item}
         encoding = self.processor(images=image, segmentation_maps=mask, return_tensors="pt")
-        return {
-            "pixel_values": encoding["pixel_values"][0],
-            "labels": encoding["labels"][0],
-            "mask": np.asarray(mask, dtype=bool),
-        }
+        return {"pixel_values": encoding["pixel_values"][0], "labels": encoding["labels"][0], **item}
 
 
 def collate_iml(examples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

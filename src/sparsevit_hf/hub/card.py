@@ -333,12 +333,26 @@ CARD_METRICS = {
 }
 
 
+# The baselines a reader needs to judge the metrics above (`sparsevit_hf.evaluation.baselines`), listed after them.
+BASELINE_CARD_METRICS = {
+    "content_gap": "Content gap (pixel F1 - best baseline that ignores the image)",
+    "content_free_f1": "Pixel F1 of the best content-free predictor (fitted on training masks)",
+    "shuffled_f1": "Pixel F1 of the shuffled pairing (maps scored against other images' masks)",
+}
+BASELINE_NOTES = (
+    "A pixel F1 counts only against what a model that ignores the image scores: the content-free predictor is the "
+    "best fixed region fitted on the training masks (resized to each image), the shuffled pairing scores the "
+    "model's maps against the masks of other images, and the content gap is pixel F1 minus the larger of the two."
+)
+
+
 def card_eval_results(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """`model-index` entries for `RunInfo`: one per evaluation set (name -> metrics, as returned by
-    `sparsevit_hf.evaluation.evaluate`) and `CARD_METRICS` metric with a finite value."""
+    `sparsevit_hf.evaluation.Evaluator`) and `CARD_METRICS` / `BASELINE_CARD_METRICS` metric with a finite
+    value."""
     entries = []
     for set_name, metrics in results.items():
-        for metric, display in CARD_METRICS.items():
+        for metric, display in {**CARD_METRICS, **BASELINE_CARD_METRICS}.items():
             value = metrics.get(metric)
             if isinstance(value, (int, float)) and math.isfinite(value):
                 entries.append(
@@ -423,6 +437,8 @@ def write_widget_example(folder: str | os.PathLike, size: int) -> str | None:
 
 
 __all__ = [
+    "BASELINE_CARD_METRICS",
+    "BASELINE_NOTES",
     "CARD_METRICS",
     "EXAMPLE_OUTPUT_IMAGE",
     "OFFICIAL_HYPERPARAMETERS",

@@ -9,7 +9,6 @@ replaced, every other entry is kept. A folder without a card gets a new one rend
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,16 +16,9 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard
 
-from .card import card_eval_results, render_model_card, to_eval_result, validate_model_card
+from .card import BASELINE_CARD_METRICS, card_eval_results, render_model_card, to_eval_result, validate_model_card
 
 __all__ = ["BASELINE_CARD_METRICS", "evaluation_card_entries", "update_card_results"]
-
-# Baseline figures written next to the model's metrics, with their display names.
-BASELINE_CARD_METRICS = {
-    "content_gap": "Content gap (pixel F1 - best content-free baseline)",
-    "content_free_f1": "Pixel F1 of the best content-free predictor (fitted on training masks)",
-    "shuffled_f1": "Pixel F1 of the shuffled pairing",
-}
 
 
 def evaluation_card_entries(results: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -36,16 +28,15 @@ def evaluation_card_entries(results: Mapping[str, Any]) -> list[dict[str, Any]]:
         f"protocol={settings.get('protocol', 'exact')},mode={settings.get('mode', 'resize')},"
         f"threshold={settings.get('threshold', 0.5)}"
     )
-    entries = card_eval_results({name: entry["metrics"] for name, entry in results["sets"].items()})
+    figures = {}
     for name, entry in results["sets"].items():
-        figures = {"content_gap": entry.get("content_gap"), **entry.get("baselines", {})}
-        for metric, display in BASELINE_CARD_METRICS.items():
-            value = figures.get(metric)
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                entries.append(
-                    {"dataset": name, "dataset_type": name.lower(), "split": "test", "metric": metric,
-                     "metric_name": display, "value": float(value)}
-                )
+        baselines = entry.get("baselines", {})
+        figures[name] = {
+            "content_gap": entry.get("content_gap"),
+            **{key: baselines.get(key) for key in ("content_free_f1", "shuffled_f1")},
+            **{key: value for key, value in entry["metrics"].items() if value is not None},
+        }
+    entries = card_eval_results(figures)
     for item in entries:
         item["metric_config"] = config
     return entries

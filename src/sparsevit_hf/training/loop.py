@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..evaluation.baselines import fit_content_free_on_dataset
 from ..evaluation.evaluator import Evaluator, MetricSettings, flatten_results
 from .arguments import TrainingArguments
 from .checkpoints import (
@@ -82,10 +83,19 @@ class IMLTrainer:
             model, args.learning_rate, args.weight_decay, (args.adam_beta1, args.adam_beta2), args.adam_epsilon
         )
         self.model, self.optimizer, self.train_loader = accelerator.prepare(model, optimizer, loader)
+        # The baseline every evaluation is judged against, from the training masks only (every process fits the same
+        # one: it is deterministic and cheaper than a broadcast).
+        self.content_free = fit_content_free_on_dataset(train_data.dataset) if eval_sets else None
+        if self.content_free is not None:
+            logger.info("Content-free baseline: %s (pixel F1 %.4f on %d training masks)", self.content_free.name,
+                        self.content_free.train_f1, self.content_free.num_train_masks)
+        elif eval_sets:
+            logger.warning("The training data has no tampered mask: no content-free baseline to report")
         self.evaluator = Evaluator(
             eval_sets, processor, MetricSettings(args.threshold, args.include_authentic),
             perturbations=args.perturbations, batch_size=args.per_device_eval_batch_size,
             num_workers=args.dataloader_num_workers, seed=args.seed, accelerator=accelerator,
+            content_free=self.content_free,
         )
 
         self.steps_per_epoch = math.ceil(len(self.train_loader) / args.gradient_accumulation_steps)
@@ -134,7 +144,10 @@ class IMLTrainer:
         step = progress.completed_steps
         self.last_eval_step, self.last_results = step, results
         entry = {"epoch": epoch + 1, "step": step, "eval": results}
-        summary = ", ".join(f"{name} pixel_f1 {r['pixel_f1']:.4f} loss {r['loss']:.4f}" for name, r in results.items())
+        summary = ", ".join(
+            f"{name} pixel_f1 {r['pixel_f1']:.4f} content_gap {r['content_gap']:+.4f} loss {r['loss']:.4f}"
+            for name, r in results.items()
+        )
         accelerator.print(f"epoch {epoch + 1} step {step}: {summary}")
         if args.metric_for_best_model is not None:
             set_name, _, metric = args.metric_for_best_model.rpartition("/")
@@ -147,7 +160,8 @@ class IMLTrainer:
         self._record(entry)
         if args.with_tracking:
             flat = flatten_results(results)
-            accelerator.log({f"eval/{k}": v for k, v in flat.items() if "/num_" not in k}, step=step)
+            numbers = {k: v for k, v in flat.items() if isinstance(v, (int, float)) and "/num_" not in k}
+            accelerator.log({f"eval/{k}": v for k, v in numbers.items()}, step=step)
         if args.push_to_hub and push:  # saving is collective; the main process holds the `HubSync`
             save_model_folder(accelerator, self.model, self.processor, self.output_dir)
             if accelerator.is_main_process and self.hub is not None:
@@ -172,6 +186,25 @@ class IMLTrainer:
         accelerator.print(f"Resuming from {checkpoint}")
         accelerator.load_state(str(checkpoint))
         self.progress = load_training_state(checkpoint)
+
+    @staticmethod
+    def _log_against_baselines(name: str, results: Mapping[str, Any], baselines: Mapping[str, Any]) -> None:
+        """The final figures of one set next to every baseline, and per manipulation kind (what `make demo` shows)."""
+        nan = float("nan")
+        logger.info(
+            "%s: pixel_f1 %.4f | content-free %.4f | shuffled pairing %.4f | content_gap %+.4f | all-manipulated "
+            "%.4f | all-authentic %.4f", name, results.get("pixel_f1", nan), results.get("content_free_f1", nan),
+            results.get("shuffled_f1", nan), results.get("content_gap", nan),
+            baselines["all_manipulated"]["pixel_f1"], baselines["all_authentic"]["pixel_f1"],
+        )
+        for kind, row in results.get("per_kind", {}).items():
+            logger.info(
+                "%s / %s (%d tampered): pixel_f1 %.4f | content-free %.4f | shuffled %.4f | content_gap %+.4f",
+                name, kind, row["num_tampered"], row["pixel_f1"], row["content_free_f1"], row["shuffled_f1"],
+                row["content_gap"],
+            )
+        if results.get("baseline_note"):
+            logger.info("%s: %s", name, results["baseline_note"])
 
     # ---------------------------------------------------------------------------------------------------------------
     def train(self) -> int:
@@ -295,13 +328,11 @@ class IMLTrainer:
         save_model_folder(accelerator, self.model, self.processor, self.output_dir)
         exit_code = 0
         if accelerator.is_main_process:
+            if self.content_free is not None:
+                self.content_free.save(self.output_dir)  # for `sparsevit-evaluate` on this model later
             baselines = self.evaluator.baselines()
-            for name, values in baselines.items():
-                logger.info(
-                    "%s: pixel_f1 %.4f (trivial baselines: all-manipulated %.4f, all-authentic %.4f)", name,
-                    final_results.get(name, {}).get("pixel_f1", float("nan")),
-                    values["all_manipulated"]["pixel_f1"], values["all_authentic"]["pixel_f1"],
-                )
+            for name in baselines:
+                self._log_against_baselines(name, final_results.get(name, {}), baselines[name])
             all_results = {
                 "train_runtime": train_runtime,
                 "train_steps": progress.completed_steps,
@@ -315,6 +346,10 @@ class IMLTrainer:
                 "baselines": {
                     name: {kind: {k: v for k, v in m.items() if not k.startswith("num_")} for kind, m in b.items()}
                     for name, b in baselines.items()
+                },
+                "content_free_predictor": None if self.content_free is None else {
+                    "name": self.content_free.name, "train_f1": self.content_free.train_f1,
+                    "num_train_masks": self.content_free.num_train_masks,
                 },
             }
             train_losses = [e["train_loss"] for e in progress.history if "train_loss" in e]

@@ -63,6 +63,22 @@ def _model_description(args: TrainingArguments) -> str:
     return text
 
 
+def _baseline_sentences(results: dict[str, dict[str, Any]]) -> list[str]:
+    """Per set: the notes of undefined baselines, and the content gap per manipulation kind."""
+    sentences = []
+    for name, metrics in results.items():
+        if metrics.get("baseline_note"):
+            sentences.append(f"`{name}`: {metrics['baseline_note']}.")
+        kinds = metrics.get("per_kind") or {}
+        if kinds:
+            parts = [
+                f"{kind} {row['content_gap']:+.3f} (pixel F1 {row['pixel_f1']:.3f}, {row['num_tampered']} images)"
+                for kind, row in kinds.items()
+            ]
+            sentences.append(f"Content gap per manipulation kind on `{name}`: {', '.join(parts)}.")
+    return sentences
+
+
 def card_run_info(
     args: TrainingArguments,
     settings: dict[str, Any],
@@ -75,6 +91,7 @@ def card_run_info(
     `num_train_samples`, `samples_per_epoch` and `config`; `summary` holds `train_steps`, `best_metric`,
     `best_step` and `weights` (`best` or `final`) as far as known."""
     from ..hub import card_eval_results
+    from ..hub.card import BASELINE_NOTES, DEFAULT_EVAL_NOTES
 
     parts = ", ".join(f"`{spec}`" for spec in args.train_data)
     if settings["num_parts"] > 1:
@@ -127,6 +144,7 @@ def card_run_info(
         )
     base_model = args.model_name_or_path
     return {
+        "eval_notes": " ".join([DEFAULT_EVAL_NOTES, BASELINE_NOTES, *_baseline_sentences(results)]),
         "model_id": args.hub_model_id or Path(args.output_dir).resolve().name,
         "base_model": base_model if base_model and is_hub_id(base_model) else None,
         "datasets": [spec for spec in args.train_data if is_hub_id(spec)],
