@@ -237,7 +237,8 @@ def test_writes_are_atomic(model_dir, tmp_path, monkeypatch, capsys):
     assert status == 1
     assert "No space left on device" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["predictions.jsonl", "good.png.mask.png", "good.png.heatmap.png", "good.png.overlay.png"]
+        [".sparsevit-predict.lock", "predictions.jsonl", "good.png.mask.png", "good.png.heatmap.png",
+         "good.png.overlay.png"]
     )
     assert [Path(r["file"]).name for r in read_jsonl(out / "predictions.jsonl")] == ["good.png"]
 
