@@ -10,7 +10,7 @@ from safetensors.torch import load_file, save_file
 
 from sparsevit_hf import SparseViTConfig, SparseViTForManipulationLocalization, SparseViTImageProcessor
 from sparsevit_hf.cli.predict import main as predict_main
-from sparsevit_hf.inference import ModelLoadError, check_model_folder, load_model, load_pretrained
+from sparsevit_hf.inference import ModelLoadError, check_model_folder, load_model
 from sparsevit_hf.training import load_best_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -64,6 +64,8 @@ class Unwrapped:
 
 
 def test_a_complete_folder_loads(model_dir):
+    from sparsevit_hf.inference import load_pretrained
+
     model = load_pretrained(SparseViTForManipulationLocalization, model_dir)
     assert isinstance(model, SparseViTForManipulationLocalization)
     expected = load_file(model_dir / "model.safetensors")
@@ -73,6 +75,14 @@ def test_a_complete_folder_loads(model_dir):
 def test_missing_weights_are_an_error_naming_them_in_every_loader(model_dir, tmp_path, image, capsys):
     dropped = sorted(load_file(model_dir / "model.safetensors"))[:5]
     folder = copy_without(model_dir, tmp_path / "missing", dropped=dropped)
+    out = tmp_path / "out"
+    assert predict_main([str(folder), str(image), "-o", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len([line for line in err if line.startswith("sparsevit-predict: error:")]) == 1
+    assert "5 weights missing" in err[-1] and not out.exists()
+
+    from sparsevit_hf.inference import load_pretrained
+
     for load in (
         lambda: load_model(folder),
         lambda: load_pretrained(SparseViTForManipulationLocalization, folder),
@@ -82,11 +92,6 @@ def test_missing_weights_are_an_error_naming_them_in_every_loader(model_dir, tmp
         with pytest.raises(ModelLoadError, match="5 weights missing") as error:
             load()
         assert str(folder) in str(error.value) and all(key in str(error.value) for key in dropped)
-    out = tmp_path / "out"
-    assert predict_main([str(folder), str(image), "-o", str(out), "--quiet"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len([line for line in err if line.startswith("sparsevit-predict: error:")]) == 1
-    assert "5 weights missing" in err[-1] and not out.exists()
 
 
 def test_unexpected_weights_are_an_error_naming_them(model_dir, tmp_path):
@@ -98,6 +103,11 @@ def test_unexpected_weights_are_an_error_naming_them(model_dir, tmp_path):
 def test_a_truncated_weights_file_is_an_error_naming_the_file_in_every_loader(model_dir, tmp_path, image, capsys):
     folder = truncated_copy(model_dir, tmp_path / "truncated")
     weights = str(folder / "model.safetensors")
+    assert predict_main([str(folder), str(image), "-o", str(tmp_path / "out"), "--quiet"]) == 2
+    assert weights in capsys.readouterr().err
+
+    from sparsevit_hf.inference import load_pretrained
+
     for load in (
         lambda: check_model_folder(folder),
         lambda: load_model(folder),
@@ -108,8 +118,6 @@ def test_a_truncated_weights_file_is_an_error_naming_the_file_in_every_loader(mo
         with pytest.raises(ModelLoadError, match="truncated or corrupt") as error:
             load()
         assert weights in str(error.value)
-    assert predict_main([str(folder), str(image), "-o", str(tmp_path / "out"), "--quiet"]) == 2
-    assert weights in capsys.readouterr().err
 
 
 def test_another_architectures_config_is_refused_by_the_config_class(tmp_path):

@@ -240,8 +240,6 @@ ARCHITECTURE_FIELDS = (
     "num_channels", "hidden_sizes", "depths", "patch_sizes", "attention_head_size", "mlp_ratio", "fusion_hidden_size",
     "fused_blocks",
 )
-# Config entries that describe the file, not the model.
-_CONFIG_METADATA = ("transformers_version", "architectures", "auto_map", "dtype", "torch_dtype", "_name_or_path")
 
 
 def run_shape(args, num_processes: int, config) -> dict[str, Any]:
@@ -250,7 +248,10 @@ def run_shape(args, num_processes: int, config) -> dict[str, Any]:
     The position in a checkpoint counts batches per process of this shape; resumed with another batch size,
     accumulation, process count or seed, it skips other samples than those trained on, and another model's weights
     do not fit. `args` is a `TrainingArguments`, `config` the model's config."""
-    model_config = {key: value for key, value in config.to_dict().items() if key not in _CONFIG_METADATA}
+    # The model's own fields (those its config class declares), not transformers' generic ones, whose set changes
+    # with the transformers version.
+    values = config.to_dict()
+    model_config = {key: values[key] for key in vars(type(config)).get("__annotations__", {}) if key in values}
     digest = hashlib.sha256(json.dumps(model_config, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return {
         "per_device_train_batch_size": args.per_device_train_batch_size,

@@ -64,9 +64,9 @@ def load_best_model(accelerator, model: nn.Module, folder: str | os.PathLike) ->
     `eval_results.json`. Call it on every process.
 
     The folder is read by `from_pretrained` of the model's class (through `load_pretrained`: missing or unexpected
-    weights raise `ModelLoadError`), so one `model.safetensors`, shards with their
-    index or `pytorch_model.bin` all load. The full state dict then goes in through
-    `torch.distributed.checkpoint`'s `set_model_state_dict`, which also places it into sharded (FSDP) parameters.
+    weights raise `ModelLoadError`), so one `model.safetensors`, shards with their index or `pytorch_model.bin` all
+    load. The full state dict then goes in through `torch.distributed.checkpoint`'s `set_model_state_dict`, which
+    also places it into sharded (FSDP) parameters.
     """
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
