@@ -111,7 +111,8 @@ def test_end_to_end_on_a_folder_of_awkward_inputs(model_dir, tmp_path, capsys):
     # Nothing else: no outputs for failed inputs, no temporary files.
     produced = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert produced == sorted(
-        ["predictions.jsonl"] + [f"{n}.{k}.png" for n in good for k in ("mask", "heatmap", "overlay")]
+        [".sparsevit-predict.lock", "predictions.jsonl"]
+        + [f"{n}.{k}.png" for n in good for k in ("mask", "heatmap", "overlay")]
     )
 
 
