@@ -208,3 +208,15 @@ def test_ctrl_c_prints_the_last_checkpoint_and_the_resume_command_and_exits_130(
     assert last.startswith(f"run_iml: interrupted; the last complete checkpoint is {checkpoint}; resume with: python ")
     assert last.endswith(f"--output_dir {out} --max_train_steps 100000 --checkpointing_steps 1 --eval_every_epochs 0 "
                          "--resume_from_checkpoint latest")
+
+
+def test_help_shows_the_cpu_try_out_form_that_accelerate_accepts():
+    """`accelerate launch --multi_gpu --num_processes 2 --cpu` is refused by Accelerate (its `--cpu` excludes
+    `--multi_gpu`); the working form puts the script's own `--cpu` after the script, as
+    `test_training.py::test_two_cpu_processes_train_evaluate_and_checkpoint` runs it."""
+    result = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    help_text = " ".join(result.stdout.split())
+    assert "accelerate launch --multi_gpu --num_processes N examples/run_iml.py --cpu" in help_text
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert "accelerate launch --multi_gpu --num_processes 2 examples/run_iml.py --cpu" in readme
