@@ -217,13 +217,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         lock = lock_output_folder(output_dir)
-    except OSError as error:
-        return _error(f"cannot create --output-dir {output_dir} ({error}).")
-    except Timeout:
+    except Timeout:  # before OSError, of which it is a subclass
         return _error(
             f"another sparsevit-predict run is writing into {output_dir} (it holds {output_dir / LOCK_NAME}); wait "
             "for it to finish or choose another --output-dir."
         )
+    except OSError as error:
+        return _error(f"cannot create --output-dir {output_dir} ({error}).")
     with lock:
         return _predict_all(args, predictor, inputs, output_dir)
 
