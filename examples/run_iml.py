@@ -33,6 +33,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -412,13 +413,16 @@ def main(argv: list[str] | None = None) -> int:
         interrupts.append(signum)
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGINT, on_interrupt)
+    # Python lets only the main thread set signal handlers (main() may also be called from another one).
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_interrupt) if in_main_thread else None
     try:
         status = run(args, accelerator)
     except KeyboardInterrupt:
         status = EXIT_INTERRUPTED
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous)
         # Tears down the process group on every exit path: a gloo group left to the interpreter's
         # shutdown can abort the process ("terminate called without an active exception").
         accelerator.end_training()
@@ -439,6 +443,7 @@ def interrupted_message(args, num_processes: int, argv: list[str] | None) -> str
     if "--resume_from_checkpoint" in arguments:  # replaced by `latest` below
         index = arguments.index("--resume_from_checkpoint")
         del arguments[index : index + 2]
+    arguments = [argument for argument in arguments if not argument.startswith("--resume_from_checkpoint=")]
     launcher = ["python"]
     if "LOCAL_RANK" in os.environ:  # started by `accelerate launch` (or torchrun)
         launcher = ["accelerate", "launch"] + (["--multi_gpu", "--num_processes", str(num_processes)]
