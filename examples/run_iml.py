@@ -7,9 +7,16 @@
         --uniformer_checkpoint uniformer_base_ls_in1k.pth --output_dir outputs/sparsevit
 
 One process per device through `accelerate launch` (DDP on several GPUs or machines; FSDP / DeepSpeed from the
-accelerate config), also plain `python examples/run_iml.py`. The defaults are the official recipe: AdamW (lr 2e-4,
-betas 0.9/0.999, weight decay 0.05 except biases, norms, layer scales and fusion weights), 4 warm-up epochs then a
-per-step half-cycle cosine to 5e-7, batch 16 per device, 200 epochs, seed 42, the official augmentations, 512 px.
+accelerate config), also plain `python examples/run_iml.py`. A CPU try-out of two processes (gloo):
+
+    accelerate launch --multi_gpu --num_processes 2 examples/run_iml.py --cpu
+
+(`--cpu` after the script is this script's flag: Accelerate refuses its own `--cpu` together with `--multi_gpu`, and
+`accelerate launch --cpu --num_processes 2` starts a single process.)
+
+The defaults are the official recipe: AdamW (lr 2e-4, betas 0.9/0.999, weight decay 0.05 except biases, norms,
+layer scales and fusion weights), 4 warm-up epochs then a per-step half-cycle cosine to 5e-7, batch 16 per device,
+200 epochs, seed 42, the official augmentations, 512 px.
 Without --train_data it trains the `small` preset at 256 px on the built-in synthetic data set and evaluates on its
 held-out split. See `python examples/run_iml.py --help` for every option.
 
@@ -24,7 +31,9 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: the accelerate config / launcher setting")
     add("--seed", type=int, default=42, help="seed of the model init, data order and augmentations")
     add("--cpu", action="store_true",
-        help="train on CPU (with `accelerate launch --multi_gpu --num_processes N` this runs N CPU processes on gloo)")
+        help="train on CPU. N CPU processes (gloo): `accelerate launch --multi_gpu --num_processes N "
+        "examples/run_iml.py --cpu` (this flag after the script; accelerate's own --cpu refuses --multi_gpu)")
 
     evaluation = parser.add_argument_group("evaluation")
     add = evaluation.add_argument
@@ -136,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--save_total_limit", type=int, default=None, help="keep only the last K checkpoints")
     add("--resume_from_checkpoint", default=None, metavar="PATH|latest",
         help="continue a run exactly from a checkpoint folder, or from the latest complete one in --output_dir")
+    add("--allow_resume_mismatch", action="store_true",
+        help="resume although the batch size, accumulation, process count, seed, image size or model settings "
+        "differ from the checkpoint's (refused by default: the stored position would skip other samples)")
 
     tracking = parser.add_argument_group("logging")
     add = tracking.add_argument
@@ -267,7 +280,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.load_best_model_at_end and args.metric_for_best_model is None:
         parser.error("--load_best_model_at_end needs an evaluation set (--eval_data)")
 
-    # Checkpoints.
+    # Checkpoints and output.
+    output = Path(args.output_dir).expanduser()
+    existing = next(path for path in (output, *output.parents) if path.exists())
+    if not existing.is_dir():
+        parser.error(f"--output_dir {args.output_dir}: {existing} is a file, not a folder")
     if args.checkpointing_steps not in (None, "epoch"):
         bad = f"--checkpointing_steps must be a positive integer or 'epoch', got {args.checkpointing_steps!r}"
         try:
@@ -317,13 +334,13 @@ def build_model_and_processor(args):
     from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
 
     from sparsevit_hf import SparseViTConfig, SparseViTForManipulationLocalization, SparseViTImageProcessor
+    from sparsevit_hf.inference.loading import load_pretrained
 
     overrides = {} if args.drop_path_rate is None else {"drop_path_rate": args.drop_path_rate}
     processor = None
-    if args.model_name_or_path is not None:
-        model = AutoModelForSemanticSegmentation.from_pretrained(
-            args.model_name_or_path, token=args.hub_token, **overrides
-        )
+    if args.model_name_or_path is not None:  # missing or unexpected weights raise ModelLoadError
+        model = load_pretrained(AutoModelForSemanticSegmentation, args.model_name_or_path, token=args.hub_token,
+                                **overrides)
         try:
             processor = AutoImageProcessor.from_pretrained(args.model_name_or_path, token=args.hub_token)
         except (OSError, ValueError):
@@ -382,22 +399,70 @@ def _set_up_logging(accelerator) -> None:
 # ------------------------------------------------------------------------------------------------------------------
 # Main
 # ------------------------------------------------------------------------------------------------------------------
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     accelerator = make_accelerator(args)
+    interrupts = []
+
+    def on_interrupt(signum, frame):
+        # Remembered as well as raised: a KeyboardInterrupt raised while DataLoader workers shut down can be
+        # swallowed by a destructor, and the run must still not end with status 0.
+        interrupts.append(signum)
+        raise KeyboardInterrupt
+
+    # Python lets only the main thread set signal handlers (main() may also be called from another one).
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_interrupt) if in_main_thread else None
     try:
-        return run(args, accelerator)
+        status = run(args, accelerator)
+    except KeyboardInterrupt:
+        status = EXIT_INTERRUPTED
     finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous)
         # Tears down the process group on every exit path: a gloo group left to the interpreter's
         # shutdown can abort the process ("terminate called without an active exception").
         accelerator.end_training()
+    if status == EXIT_INTERRUPTED or interrupts:
+        if accelerator.is_main_process:
+            print(interrupted_message(args, accelerator.num_processes, argv), file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    return status
+
+
+def interrupted_message(args, num_processes: int, argv: list[str] | None) -> str:
+    """One line for Ctrl-C: the last complete checkpoint and the command that resumes from it."""
+    import shlex
+
+    from sparsevit_hf.training import latest_checkpoint
+
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if "--resume_from_checkpoint" in arguments:  # replaced by `latest` below
+        index = arguments.index("--resume_from_checkpoint")
+        del arguments[index : index + 2]
+    arguments = [argument for argument in arguments if not argument.startswith("--resume_from_checkpoint=")]
+    launcher = ["python"]
+    if "LOCAL_RANK" in os.environ:  # started by `accelerate launch` (or torchrun)
+        launcher = ["accelerate", "launch"] + (["--multi_gpu", "--num_processes", str(num_processes)]
+                                               if num_processes > 1 else [])
+    script = sys.argv[0] if argv is None else os.path.relpath(__file__)
+    command = shlex.join([*launcher, script, *arguments, "--resume_from_checkpoint", "latest"])
+    checkpoint = latest_checkpoint(args.output_dir)
+    if checkpoint is None:
+        return (f"run_iml: interrupted; no complete checkpoint in {args.output_dir} yet (save them with "
+                f"--checkpointing_steps), so the run starts afresh with: {command}")
+    return f"run_iml: interrupted; the last complete checkpoint is {checkpoint}; resume with: {command}"
 
 
 def run(args, accelerator) -> int:
     """Build the data, the model and the trainer, and train; returns the process exit status."""
     from accelerate.utils import set_seed
 
-    from sparsevit_hf.training import HubSync, IMLTrainer, TrainingArguments
+    from sparsevit_hf.inference.loading import ModelLoadError
+    from sparsevit_hf.training import HubSync, IMLTrainer, ResumeError, TrainingArguments
 
     _set_up_logging(accelerator)
     logger.info("%d process(es), distributed type %s, device %s, mixed precision %s", accelerator.num_processes,
@@ -423,7 +488,11 @@ def run(args, accelerator) -> int:
         return 2
     logger.info("Training data: %d samples in %d part(s): %s", len(train_data.dataset), len(train_data.sizes),
                 ", ".join(train_data.names))
-    model, processor = build_model_and_processor(args)
+    try:
+        model, processor = build_model_and_processor(args)
+    except ModelLoadError as error:
+        logger.error("%s", error)
+        return 2
     logger.info("Model: %.2f M parameters", sum(p.numel() for p in model.parameters()) / 1e6)
     try:
         trainer = IMLTrainer(
@@ -432,7 +501,11 @@ def run(args, accelerator) -> int:
     except ValueError as error:  # e.g. an epoch smaller than one batch
         logger.error("%s", error)
         return 2
-    return trainer.train()
+    try:
+        return trainer.train()
+    except (ResumeError, ModelLoadError) as error:  # a checkpoint that cannot continue this run
+        logger.error("%s", error)
+        return 2
 
 
 if __name__ == "__main__":

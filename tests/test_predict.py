@@ -111,7 +111,8 @@ def test_end_to_end_on_a_folder_of_awkward_inputs(model_dir, tmp_path, capsys):
     # Nothing else: no outputs for failed inputs, no temporary files.
     produced = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert produced == sorted(
-        ["predictions.jsonl"] + [f"{n}.{k}.png" for n in good for k in ("mask", "heatmap", "overlay")]
+        [".sparsevit-predict.lock", "predictions.jsonl"]
+        + [f"{n}.{k}.png" for n in good for k in ("mask", "heatmap", "overlay")]
     )
 
 
@@ -237,7 +238,8 @@ def test_writes_are_atomic(model_dir, tmp_path, monkeypatch, capsys):
     assert status == 1
     assert "No space left on device" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["predictions.jsonl", "good.png.mask.png", "good.png.heatmap.png", "good.png.overlay.png"]
+        [".sparsevit-predict.lock", "predictions.jsonl", "good.png.mask.png", "good.png.heatmap.png",
+         "good.png.overlay.png"]
     )
     assert [Path(r["file"]).name for r in read_jsonl(out / "predictions.jsonl")] == ["good.png"]
 

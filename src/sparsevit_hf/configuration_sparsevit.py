@@ -149,6 +149,29 @@ class SparseViTConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
 
     @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs) -> "SparseViTConfig":
+        """As `PreTrainedConfig.from_dict`, but the config of another architecture is refused: its fields would be
+        set as attributes (some clash with SparseViT's properties) and fail far from the cause."""
+        model_type = config_dict.get("model_type")
+        if model_type is not None and model_type != cls.model_type:
+            raise ValueError(
+                f"model_type {model_type!r} is not {cls.model_type!r}: this config describes another architecture, "
+                "not a SparseViT model."
+            )
+        return super().from_dict(config_dict, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> "SparseViTConfig":
+        """As `PreTrainedConfig.from_pretrained`; a folder or repository of another architecture raises a
+        `ValueError` that names it and its `model_type`."""
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        except ValueError as error:
+            if not str(error).startswith("model_type "):
+                raise
+            raise ValueError(f"{pretrained_model_name_or_path}: {error}") from None
+
+    @classmethod
     def from_preset(cls, name: str, **kwargs) -> "SparseViTConfig":
         """The configuration of a named size (`PRESETS`: `published`, `small`, `tiny`), with keyword overrides.
 

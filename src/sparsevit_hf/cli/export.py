@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..inference.loading import ModelLoadError, load_model
 from ..inference.onnx import DEFAULT_OPSET, QUANTIZATIONS, OnnxExportError, export_onnx
-from ..inference.predictor import ModelLoadError, load_model
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,31 +25,48 @@ renamed, so the output folder never holds a half-written picture.
 Images smaller than 32 x 32 pixels fail in every mode (the processor refuses them before resizing, and an upscaled
 thumbnail carries no forensic traces); in native mode, images above `--max-pixels` fail with a hint to use tiled.
 
+Entries that are not regular files (symbolic-link loops, broken links, FIFOs, sockets, devices) are skipped and
+reported as failures without being opened. Any failure while reading, predicting, drawing or writing one image is
+reported and contained to that image.
+
+One run at a time per output folder: a run holds the lock file `.sparsevit-predict.lock` there (through `filelock`)
+while it writes, and a second run into the same folder is refused (exit 2) instead of interleaving its records and
+pictures with the first one's.
+
 Exit status: 0 when every image was processed, 1 when some failed (unreadable, too small, over the native-mode
-limit, ...; each is reported and skipped), 2 for a usage error or a model that cannot be loaded (before any image
-is processed).
+limit, not a regular file, ...; each is reported and skipped), 2 for a usage error (including an output folder that
+cannot be written, or one that another run is writing into) or a model that cannot be loaded, before any image is
+read.
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import sys
 import time
-import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
 
+from ..inference.files import (
+    LOCK_NAME,
+    Failure,
+    Inputs,
+    collect_inputs,
+    is_inside,
+    lock_output_folder,
+    output_folder_problem,
+    output_names,
+    printable,
+    write_outputs,
+)
 from ..inference.predictor import (
     BACKENDS,
     DEFAULT_MAX_PIXELS,
     DEFAULT_TILE_OVERLAP,
     DEFAULT_TILE_SIZE,
-    IMAGE_EXTENSIONS,
     MODES,
     ImageLoadError,
     ImageSizeError,
@@ -64,119 +81,6 @@ from ..inference.visualization import heatmap_image, mask_image, overlay_image
 
 OUTPUT_KINDS = ("mask", "heatmap", "overlay")
 JSONL_NAME = "predictions.jsonl"
-
-
-@dataclass
-class Failure:
-    path: str
-    reason: str
-
-
-@dataclass
-class Inputs:
-    files: list[Path] = field(default_factory=list)
-    failures: list[Failure] = field(default_factory=list)
-
-
-def _is_hidden(path: Path, root: Path) -> bool:
-    return any(part.startswith(".") for part in path.relative_to(root).parts)
-
-
-def _is_inside(path: Path, folder: Path | None) -> bool:
-    if folder is None:
-        return False
-    try:
-        path.resolve().relative_to(folder)
-        return True
-    except ValueError:
-        return False
-
-
-def _scan_folder(folder: Path, exclude: Path | None) -> list[Path]:
-    found = []
-    for root, dirs, files in os.walk(folder):
-        root_path = Path(root)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not _is_inside(root_path / d, exclude))
-        for name in sorted(files):
-            path = root_path / name
-            if name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS or _is_inside(path, exclude):
-                continue
-            found.append(path)
-    return found
-
-
-def collect_inputs(arguments: list[str], exclude: str | os.PathLike | None = None) -> Inputs:
-    """Expand files, folders (recursively, image extensions only) and glob patterns into a list of files.
-
-    Files are deduplicated (by their resolved path) and kept in argument order. Missing paths and patterns that
-    match nothing are returned as failures. Anything inside `exclude` (the output folder) is skipped.
-    """
-    exclude_path = Path(exclude).resolve() if exclude is not None else None
-    result = Inputs()
-    seen: set[Path] = set()
-
-    def add(path: Path) -> None:
-        key = path.resolve()
-        if key not in seen:
-            seen.add(key)
-            result.files.append(Path(os.path.abspath(path)))
-
-    for argument in arguments:
-        path = Path(argument).expanduser()
-        if path.is_dir():
-            for found in _scan_folder(path, exclude_path):
-                add(found)
-        elif path.exists():
-            add(path)
-        elif glob.has_magic(argument):
-            matches = sorted(glob.glob(os.path.expanduser(argument), recursive=True))
-            files = []
-            for match in matches:
-                match_path = Path(match)
-                if match_path.is_dir():
-                    files.extend(_scan_folder(match_path, exclude_path))
-                elif match_path.is_file() and not _is_inside(match_path, exclude_path):
-                    files.append(match_path)
-            if not files:
-                result.failures.append(Failure(argument, "the pattern matches no image file"))
-            for found in files:
-                add(found)
-        else:
-            result.failures.append(Failure(argument, "no such file or folder"))
-    return result
-
-
-def output_names(files: list[Path]) -> dict[Path, str]:
-    """Relative output base name (POSIX style, extension kept) of every file: its path relative to the deepest
-    folder that contains all the files. Distinct files always get distinct names."""
-    if not files:
-        return {}
-    try:
-        common = Path(os.path.commonpath([os.fspath(path.parent) for path in files]))
-        return {path: path.relative_to(common).as_posix() for path in files}
-    except ValueError:  # e.g. different drives on Windows: fall back to the absolute path without its anchor
-        return {path: Path(*path.parts[1:]).as_posix() for path in files}
-
-
-def _temporary_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-
-
-def write_outputs(pictures: dict[str, Image.Image], paths: dict[str, Path]) -> None:
-    """Save each picture as PNG under a temporary name in its target folder, then rename them all into place."""
-    temporary: dict[str, Path] = {}
-    try:
-        for kind, picture in pictures.items():
-            target = paths[kind]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            temporary[kind] = _temporary_name(target)
-            picture.save(temporary[kind], format="PNG", compress_level=3)
-        for kind, source in temporary.items():
-            os.replace(source, paths[kind])
-    finally:
-        for source in temporary.values():
-            if source.exists():
-                source.unlink()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -257,7 +161,6 @@ def _error(message: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tqdm import tqdm
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -273,8 +176,16 @@ def main(argv: list[str] | None = None) -> int:
         return _error(f"--tile-overlap must be in [0, --tile-size), got {args.tile_overlap}.")
 
     output_dir = Path(args.output_dir).expanduser()
-    if output_dir.exists() and not output_dir.is_dir():
-        return _error(f"--output-dir {output_dir} exists and is not a folder.")
+    problem = output_folder_problem(output_dir)
+    if problem is not None:
+        return _error(problem)
+    for argument in args.inputs:
+        folder = Path(argument).expanduser()
+        if folder.is_dir() and is_inside(folder, Path(os.path.realpath(output_dir))):
+            return _error(
+                f"the input folder {argument} is the --output-dir {output_dir} or inside it: files there are taken "
+                "for the outputs of earlier runs and skipped; write the outputs into another folder."
+            )
     inputs = collect_inputs(args.inputs, exclude=output_dir)
     if not inputs.files and not inputs.failures:
         return _error("no image files found in the inputs.")
@@ -301,10 +212,26 @@ def main(argv: list[str] | None = None) -> int:
             str(error) if isinstance(error, (ModelLoadError, ValueError)) else f"{type(error).__name__}: {error}"
         )
 
+    from filelock import Timeout
+
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
+        lock = lock_output_folder(output_dir)
+    except Timeout:  # before OSError, of which it is a subclass
+        return _error(
+            f"another sparsevit-predict run is writing into {output_dir} (it holds {output_dir / LOCK_NAME}); wait "
+            "for it to finish or choose another --output-dir."
+        )
     except OSError as error:
         return _error(f"cannot create --output-dir {output_dir} ({error}).")
+    with lock:
+        return _predict_all(args, predictor, inputs, output_dir)
+
+
+def _predict_all(args, predictor: Predictor, inputs: Inputs, output_dir: Path) -> int:
+    """Predict every input into `output_dir` (locked by this run), report, and return the exit status."""
+    from tqdm import tqdm
+
     names = output_names(inputs.files)
     failures = list(inputs.failures)
     for failure in failures:
@@ -336,12 +263,15 @@ def main(argv: list[str] | None = None) -> int:
                     {
                         "mask": mask_image(probability, args.threshold),
                         "heatmap": heatmap_image(probability),
-                        "overlay": overlay_image(image, probability, args.threshold, title=path.name),
+                        "overlay": overlay_image(image, probability, args.threshold, title=printable(path.name)),
                     },
                     paths,
                 )
             except OSError as error:
                 fail(path, f"cannot write the outputs ({error})")
+                return
+            except Exception as error:  # drawing failed: this image's problem, not the run's
+                fail(path, f"cannot draw the outputs ({type(error).__name__}: {error})")
                 return
             record = {
                 "file": os.fspath(path),
@@ -369,12 +299,15 @@ def main(argv: list[str] | None = None) -> int:
                 except (ImageLoadError, ImageSizeError) as error:
                     fail(path, str(error))
                     continue
+                except Exception as error:  # anything else about one file stays that file's failure
+                    fail(path, f"cannot be read ({type(error).__name__}: {error})")
+                    continue
                 batch.append((path, image))
             if not batch:
                 continue
             try:
                 probabilities = predictor.predict([image for _, image in batch])
-            except (RuntimeError, ValueError, MemoryError) as error:
+            except Exception as error:  # e.g. out of memory: retried one image at a time below
                 if len(batch) == 1:
                     fail(batch[0][0], f"prediction failed ({error})")
                     continue
@@ -382,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
                 for _, image in batch:  # isolate the image that fails
                     try:
                         probabilities.append(predictor.predict([image])[0])
-                    except (RuntimeError, ValueError, MemoryError) as single_error:
+                    except Exception as single_error:
                         probabilities.append(single_error)
             for (path, image), probability in zip(batch, probabilities, strict=True):
                 if isinstance(probability, BaseException):

@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from ..hub.space import DEFAULT_SHORT_DESCRIPTION, push_space, write_space
-from ..inference.predictor import ModelLoadError
+from ..inference.loading import ModelLoadError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -69,7 +69,7 @@ def files_to_upload(folder: str | os.PathLike, ignore_patterns: list[str] | None
 def check_repo_folder(folder: str | os.PathLike) -> list[str]:
     """Check that a folder is a complete SparseViT repository (weights, configs, code, Endpoint files, README.md)
     once filtered; return the files that would be uploaded. Raises `ValueError` naming what is missing."""
-    from ..inference.predictor import check_model_folder
+    from ..inference.loading import check_model_folder
 
     check_model_folder(folder)
     uploaded = set(files_to_upload(folder))
@@ -116,7 +116,7 @@ def push_to_hub(
     Returns:
         The `CommitInfo` of the upload.
     """
-    from ..inference.predictor import check_model_folder
+    from ..inference.loading import check_model_folder
 
     root = Path(folder)
     check_model_folder(root)

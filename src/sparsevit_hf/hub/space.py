@@ -65,7 +65,7 @@ def write_space(
     Raises `ValueError` for a folder that is not a SparseViT model, a string that is neither an existing folder
     nor a Hub id, or a `short_description` longer than the Hub's 60 characters.
     """
-    from ..inference.predictor import check_model_folder
+    from ..inference.loading import check_model_folder
 
     if len(short_description) > SHORT_DESCRIPTION_LIMIT:
         raise ValueError(

@@ -1,9 +1,18 @@
-"""Prediction at any resolution (resized, native, tiled) with PyTorch or ONNX Runtime, the ONNX export, and the
-pictures made from predictions."""
+"""Loading models (strictly: missing or unexpected weights are errors), prediction at any resolution (resized,
+native, tiled) with PyTorch or ONNX Runtime, the ONNX export, and the pictures made from predictions."""
 
+from .loading import (
+    BACKENDS,
+    ModelLoadError,
+    check_model_folder,
+    check_weight_files,
+    load_model,
+    load_pretrained,
+    resolve_device,
+    resolve_dtype,
+)
 from .onnx import ONNX_NAME, ExportReport, OnnxExportError, OnnxRuntimeModel, export_onnx, load_onnx_model
 from .predictor import (
-    BACKENDS,
     DEFAULT_MAX_PIXELS,
     DEFAULT_TILE_OVERLAP,
     DEFAULT_TILE_SIZE,
@@ -12,16 +21,11 @@ from .predictor import (
     MODES,
     ImageLoadError,
     ImageSizeError,
-    ModelLoadError,
     Predictor,
-    check_model_folder,
     image_score,
     load_image,
-    load_model,
     manipulated_fraction,
     predict_probabilities,
-    resolve_device,
-    resolve_dtype,
     to_rgb,
 )
 from .tiling import tile_starts, tile_weights
@@ -55,6 +59,7 @@ __all__ = [
     "Predictor",
     "binary_mask",
     "check_model_folder",
+    "check_weight_files",
     "colorize",
     "export_onnx",
     "heat_lut",
@@ -63,6 +68,7 @@ __all__ = [
     "load_image",
     "load_model",
     "load_onnx_model",
+    "load_pretrained",
     "manipulated_fraction",
     "mask_image",
     "outline",

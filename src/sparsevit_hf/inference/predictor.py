@@ -14,17 +14,15 @@ Three resolution modes:
   image no larger than one tile is predicted exactly as in native mode.
 
 Entry points: `predict_probabilities` (one call), `Predictor` (reusable, used by the CLI),
-`load_image` (a file to an 8-bit RGB PIL image, by the package's one decoder) and `load_model`. Tiles are laid out
-by `sparsevit_hf.inference.tiling`.
+`load_image` (a file to an 8-bit RGB PIL image, by the package's one decoder); models are loaded by
+`sparsevit_hf.inference.loading` (`load_model`, re-exported here). Tiles are laid out by
+`sparsevit_hf.inference.tiling`.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import warnings
 from collections.abc import Iterable
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,39 +30,22 @@ from PIL import Image
 
 from ..image_decoding_sparsevit import IMAGE_EXTENSIONS, array_to_rgb, decode_image
 from ..image_decoding_sparsevit import ImageDecodingError as ImageLoadError  # the decoder's error, named for this API
-from ..utils import is_local_path
-from .onnx import OnnxRuntimeModel, load_onnx_model
+from .loading import BACKENDS, ModelLoadError, check_model_folder, load_model, resolve_device, resolve_dtype
+from .onnx import OnnxRuntimeModel
 from .tiling import tile_starts, tile_weights
 
 MODES = ("resize", "native", "tiled")
 DEFAULT_MODE = "resize"
-# What runs the network: PyTorch (any folder written by save_pretrained, or a Hub id) or ONNX Runtime (a folder
-# written by sparsevit-export; see `inference.onnx`).
-BACKENDS = ("pytorch", "onnxruntime")
 DEFAULT_TILE_SIZE = 512
 DEFAULT_TILE_OVERLAP = 128
 # Native mode refuses images above this many pixels (16.8 MP, e.g. 4096 x 4096); use the tiled mode for larger ones.
 DEFAULT_MAX_PIXELS = 4096 * 4096
 # The backbone downsamples by 32: smaller images have no pixel left at the last stage.
 MIN_IMAGE_SIDE = 32
-DTYPES = {
-    "fp32": torch.float32,
-    "float32": torch.float32,
-    "float": torch.float32,
-    "bf16": torch.bfloat16,
-    "bfloat16": torch.bfloat16,
-    "fp16": torch.float16,
-    "float16": torch.float16,
-    "half": torch.float16,
-}
 
 
 class ImageSizeError(ValueError):
     """An image is too small for the model, or too large for the native mode."""
-
-
-class ModelLoadError(ValueError):
-    """A model name or folder does not hold a SparseViT model."""
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -101,159 +82,6 @@ def _as_rgb_image(image, index: int) -> Image.Image:
     if isinstance(image, np.ndarray):
         return Image.fromarray(array_to_rgb(image, f"Image {index}"), mode="RGB")
     raise TypeError(f"Image {index} has type {type(image).__name__}; expected a PIL image, a path or a NumPy array.")
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Devices, dtypes, models
-# ----------------------------------------------------------------------------------------------------------------
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """`None` or `"auto"`: CUDA if available, else Apple MPS, else CPU."""
-    if device is None or device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise ValueError(f"Unknown device {device!r} ({error}).") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"Device {device!r} requested but CUDA is not available; use --device cpu (or auto).")
-    if resolved.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError(f"Device {device!r} requested but Apple MPS is not available; use --device cpu (or auto).")
-    return resolved
-
-
-def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
-    """`"fp32" | "bf16" | "fp16"` (or the torch names, or a `torch.dtype`) to a `torch.dtype`."""
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    try:
-        return DTYPES[str(dtype).lower()]
-    except KeyError:
-        raise ValueError(f"Unknown dtype {dtype!r}; use one of fp32, bf16, fp16.") from None
-
-
-def check_model_folder(folder: str | os.PathLike) -> dict:
-    """Check that a local folder holds a saved SparseViT model; return its config dictionary.
-
-    Raises `ModelLoadError` with the reason: not a folder, no `config.json`, unreadable config, another
-    `model_type`, or no weights.
-    """
-    path = Path(folder).expanduser()
-    if not path.exists():
-        raise ModelLoadError(f"Model folder {os.fspath(folder)!r} does not exist.")
-    if not path.is_dir():
-        raise ModelLoadError(
-            f"{os.fspath(folder)!r} is a file; MODEL must be a folder written by save_pretrained (config.json, "
-            "model.safetensors, preprocessor_config.json) or a Hugging Face Hub model id."
-        )
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        raise ModelLoadError(
-            f"{os.fspath(folder)!r} has no config.json: it is not a saved transformers model (expected the output "
-            "of save_pretrained, or of sparsevit-convert)."
-        )
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ModelLoadError(f"{config_file}: cannot read the model config ({error}).") from error
-    model_type = config.get("model_type") if isinstance(config, dict) else None
-    if model_type != "sparsevit":
-        raise ModelLoadError(
-            f"{os.fspath(folder)!r} holds a {model_type!r} model, not a SparseViT model (model_type 'sparsevit')."
-        )
-    weights = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
-    if not any((path / name).is_file() for name in weights):
-        raise ModelLoadError(f"{os.fspath(folder)!r} has a SparseViT config but no weights (model.safetensors).")
-    return config
-
-
-def load_model(
-    name_or_path: str | os.PathLike,
-    *,
-    device: str | torch.device | None = None,
-    dtype: str | torch.dtype | None = None,
-    trust_remote_code: bool = False,
-    token: str | bool | None = None,
-    backend: str = "pytorch",
-):
-    """Load a SparseViT model (in eval mode, on `device`, in `dtype`) and its image processor.
-
-    With `backend="onnxruntime"`, `name_or_path` is a local folder written by `sparsevit-export` and the model is an
-    `OnnxRuntimeModel` (its precision is the exported graph's: `dtype` may only be fp32).
-
-    `name_or_path` is a folder written by `save_pretrained` or a Hub model id. Local folders are checked before
-    anything is loaded (`check_model_folder`); a folder without `preprocessor_config.json` gets the default
-    processor (the official 512 x 512 preprocessing) with a warning. `trust_remote_code` is passed to
-    `from_pretrained`: with this package importable its own classes are used for `model_type` "sparsevit" either
-    way; it only matters for the Auto classes' remote-code prompt. Raises `ModelLoadError`.
-    """
-    from transformers import AutoConfig, AutoImageProcessor, AutoModelForSemanticSegmentation
-
-    from ..image_processing_sparsevit import SparseViTImageProcessor
-
-    name = os.fspath(name_or_path)
-    local = Path(name).expanduser()
-    if backend not in BACKENDS:
-        raise ValueError(f"Unknown backend {backend!r}; use one of {', '.join(BACKENDS)}.")
-    if backend == "onnxruntime":
-        return _load_onnx(name, local, device, dtype)
-    if is_local_path(name_or_path):
-        check_model_folder(local)  # a missing folder is an error here, not a Hub request
-        name = os.fspath(local)
-
-    hub_kwargs = {"trust_remote_code": trust_remote_code, "token": token}
-    try:
-        config = AutoConfig.from_pretrained(name, **hub_kwargs)
-    except Exception as error:
-        where = "the local folder" if local.exists() else "a local folder or the Hugging Face Hub"
-        raise ModelLoadError(f"Cannot load a model config for {name!r} from {where}: {error}") from error
-    if getattr(config, "model_type", None) != "sparsevit":
-        raise ModelLoadError(f"{name!r} is a {config.model_type!r} model, not SparseViT (model_type 'sparsevit').")
-
-    torch_dtype = resolve_dtype(dtype)
-    try:
-        model = AutoModelForSemanticSegmentation.from_pretrained(
-            name, config=config, dtype=torch_dtype if torch_dtype is not None else "auto", **hub_kwargs
-        )
-    except Exception as error:
-        raise ModelLoadError(f"Cannot load the SparseViT weights of {name!r}: {error}") from error
-    has_processor_config = (local / "preprocessor_config.json").is_file() if local.exists() else True
-    processor = None
-    if has_processor_config:
-        try:
-            processor = AutoImageProcessor.from_pretrained(name, **hub_kwargs)
-        except Exception as error:
-            if local.exists():
-                raise ModelLoadError(f"Cannot load the image processor of {name!r}: {error}") from error
-    if processor is None:
-        warnings.warn(
-            f"{name!r} has no preprocessor_config.json; using the default SparseViT processor (512 x 512, ImageNet "
-            "normalisation).",
-            stacklevel=2,
-        )
-        processor = SparseViTImageProcessor()
-    model.to(resolve_device(device))
-    model.eval()
-    return model, processor
-
-
-def _load_onnx(name: str, local: Path, device, dtype):
-    if not local.is_dir():
-        raise ModelLoadError(
-            f"{name!r} is not a local folder; the onnxruntime backend runs a folder written by sparsevit-export."
-        )
-    if resolve_dtype(dtype) not in (None, torch.float32):
-        raise ModelLoadError(
-            f"dtype {dtype!r} does not apply to the onnxruntime backend: it runs the exported graph's precision "
-            "(fp32, or int8 with float32 inputs); use fp32."
-        )
-    try:
-        return load_onnx_model(local, device=None if device in (None, "auto") else str(device))
-    except (FileNotFoundError, ValueError, OSError) as error:
-        raise ModelLoadError(str(error)) from error
 
 
 # ----------------------------------------------------------------------------------------------------------------

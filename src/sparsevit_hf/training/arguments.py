@@ -64,6 +64,7 @@ class TrainingArguments:
     checkpointing_steps: int | str | None = None
     save_total_limit: int | None = None
     resume_from_checkpoint: str | None = None
+    allow_resume_mismatch: bool = False  # resume a checkpoint of another run shape (`checkpoints.run_shape`)
 
     # Logging.
     with_tracking: bool = False

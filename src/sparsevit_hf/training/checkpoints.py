@@ -8,6 +8,7 @@ a completion marker written last: a run killed while saving never leaves a check
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -35,7 +36,8 @@ class TrainingProgress:
     """Where training stands: what a checkpoint needs besides the accelerator state.
 
     `batches_in_epoch` is the number of batches of `epoch` already consumed (per process); `history` holds the
-    records of `log.jsonl`; `best_*` track the metric that selects the best model.
+    records of `log.jsonl`; `best_*` track the metric that selects the best model; `run_shape` is what the position
+    means (`run_shape`), checked on resume by `check_run_shape`.
     """
 
     completed_steps: int = 0
@@ -44,6 +46,7 @@ class TrainingProgress:
     best_metric: float | None = None
     best_step: int | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    run_shape: dict[str, Any] | None = None  # `run_shape`; None in checkpoints written before it was recorded
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -179,18 +182,32 @@ def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
 
 
 def resolve_checkpoint(value: str, output_dir: str | os.PathLike) -> Path | None:
-    """`--resume_from_checkpoint`: `latest` (None when there is none yet) or a path to a complete checkpoint."""
+    """`--resume_from_checkpoint`: `latest` (None when there is none yet) or a path to a complete checkpoint.
+
+    Raises `ValueError` saying what the path is instead: missing, a run's output folder (naming its latest
+    checkpoint), an interrupted save, or some other folder."""
     if value == "latest":
         return latest_checkpoint(output_dir)
     path = Path(value).expanduser()
     if not path.is_dir():
         raise ValueError(f"--resume_from_checkpoint {value}: no such checkpoint folder")
-    if not (path / COMPLETE_MARKER).is_file():
+    if (path / COMPLETE_MARKER).is_file():
+        return path
+    inside = latest_checkpoint(path)
+    if inside is not None:
+        raise ValueError(
+            f"--resume_from_checkpoint {value}: not a checkpoint but a run's output folder; did you mean `latest` "
+            f"(with --output_dir {value}) or {inside}?"
+        )
+    if _CHECKPOINT_NAME.match(path.name.removesuffix(".tmp")):
         raise ValueError(
             f"--resume_from_checkpoint {value}: the checkpoint is incomplete (no {COMPLETE_MARKER}; the save was "
             "probably interrupted); use an earlier checkpoint or `latest`"
         )
-    return path
+    raise ValueError(
+        f"--resume_from_checkpoint {value}: not a checkpoint (no {COMPLETE_MARKER}); give a checkpoint-<step> "
+        "folder written by run_iml.py, or `latest`"
+    )
 
 
 def rotate_checkpoints(
@@ -212,6 +229,85 @@ def rotate_checkpoints(
         deleted.append(path)
         excess -= 1
     return deleted
+
+
+class ResumeError(ValueError):
+    """A checkpoint cannot continue this run: it was written with another run shape or model."""
+
+
+# Config fields that change the model's parameter shapes: a checkpoint of another value can never be loaded.
+ARCHITECTURE_FIELDS = (
+    "num_channels", "hidden_sizes", "depths", "patch_sizes", "attention_head_size", "mlp_ratio", "fusion_hidden_size",
+    "fused_blocks",
+)
+
+
+def run_shape(args, num_processes: int, config) -> dict[str, Any]:
+    """What a stored training position means: the batch layout, the seed, the input size and the model.
+
+    The position in a checkpoint counts batches per process of this shape; resumed with another batch size,
+    accumulation, process count or seed, it skips other samples than those trained on, and another model's weights
+    do not fit. `args` is a `TrainingArguments`, `config` the model's config."""
+    # The model's own fields (those its config class declares), not transformers' generic ones, whose set changes
+    # with the transformers version.
+    values = config.to_dict()
+    model_config = {key: values[key] for key in vars(type(config)).get("__annotations__", {}) if key in values}
+    digest = hashlib.sha256(json.dumps(model_config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return {
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "num_processes": num_processes,
+        "seed": args.seed,
+        "image_size": args.image_size,
+        "model": f"preset {args.model_preset}" if args.model_preset else f"the model of {args.model_name_or_path}",
+        "model_config_digest": digest,
+        "model_config": model_config,
+    }
+
+
+def _describe_model(shape: Mapping[str, Any]) -> str:
+    config = shape["model_config"]
+    return f"{shape['model']} (hidden_sizes {config.get('hidden_sizes')}, depths {config.get('depths')})"
+
+
+def check_run_shape(
+    stored: Mapping[str, Any] | None, current: Mapping[str, Any], checkpoint: str | os.PathLike, allow: bool = False
+) -> list[str]:
+    """Compare the run shape stored in `checkpoint` with this run's; return the differences (as text).
+
+    Raises `ResumeError` listing them when the model's architecture differs (its weights cannot be loaded, whatever
+    `allow` says) or, unless `allow` (`--allow_resume_mismatch`), when anything else differs. A checkpoint written
+    before run shapes were recorded (`stored` None) cannot be checked and passes."""
+    if stored is None:
+        return []
+    if stored.get("model_config_digest") != current["model_config_digest"]:
+        architecture = [
+            key for key in ARCHITECTURE_FIELDS if stored["model_config"].get(key) != current["model_config"].get(key)
+        ]
+        if architecture:
+            raise ResumeError(
+                f"{checkpoint} was written by {_describe_model(stored)}; this run builds {_describe_model(current)}: "
+                f"{', '.join(architecture)} differ, so its weights cannot be loaded. Resume with the same "
+                "--model_preset / --model_name_or_path, or start a new --output_dir."
+            )
+    differences = [
+        f"{key} {stored.get(key)} -> {current[key]}"
+        for key in current
+        if key not in ("model_config", "model_config_digest") and stored.get(key) != current[key]
+    ]
+    differences += [
+        f"model config {key} {stored['model_config'].get(key)!r} -> {value!r}"
+        for key, value in current["model_config"].items()
+        if stored["model_config"].get(key) != value
+    ]
+    if differences and not allow:
+        raise ResumeError(
+            f"{checkpoint} was written by a run of another shape: {'; '.join(differences)}. Its position counts "
+            "batches of that shape, so resuming would skip other samples than those trained on. Resume with the "
+            "same settings, or pass --allow_resume_mismatch to continue anyway (the data order then differs from "
+            "an uninterrupted run)."
+        )
+    return differences
 
 
 def load_training_state(checkpoint: str | os.PathLike) -> TrainingProgress:

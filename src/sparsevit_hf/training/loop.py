@@ -19,8 +19,10 @@ from ..evaluation.evaluator import Evaluator, MetricSettings, flatten_results
 from .arguments import TrainingArguments
 from .checkpoints import (
     TrainingProgress,
+    check_run_shape,
     load_training_state,
     resolve_checkpoint,
+    run_shape,
     save_checkpoint,
     write_history,
     write_json_atomic,
@@ -118,6 +120,7 @@ class IMLTrainer:
             samples_per_epoch=len(self.sampler),
             config={key: getattr(config, key) for key in ("hidden_sizes", "depths", "sparsity_rates")},
         )
+        self.run_shape = run_shape(args, accelerator.num_processes, config)
         self.progress = TrainingProgress()
         self.history_path = self.output_dir / "log.jsonl"
         self.best_dir = self.output_dir / BEST_MODEL_DIR
@@ -171,6 +174,7 @@ class IMLTrainer:
 
     def _checkpoint(self, epoch: int, batches_in_epoch: int) -> None:
         self.progress.epoch, self.progress.batches_in_epoch = epoch, batches_in_epoch
+        self.progress.run_shape = self.run_shape
         path = save_checkpoint(self.accelerator, self.output_dir, self.progress, self.args.save_total_limit)
         logger.info("Saved checkpoint %s", path)
 
@@ -183,9 +187,18 @@ class IMLTrainer:
             logger.info("--resume_from_checkpoint latest: no complete checkpoint in %s yet, starting afresh",
                         self.output_dir)
             return
+        from ..inference.loading import check_weight_files
+
+        # Checked before anything is loaded: another shape or model fails here with what differs, not in torch.
+        progress = load_training_state(checkpoint)
+        differences = check_run_shape(progress.run_shape, self.run_shape, checkpoint, args.allow_resume_mismatch)
+        if differences:
+            logger.warning("Resuming despite a different run shape (--allow_resume_mismatch): %s",
+                           "; ".join(differences))
+        check_weight_files(checkpoint)
         accelerator.print(f"Resuming from {checkpoint}")
         accelerator.load_state(str(checkpoint))
-        self.progress = load_training_state(checkpoint)
+        self.progress = progress
 
     @staticmethod
     def _log_against_baselines(name: str, results: Mapping[str, Any], baselines: Mapping[str, Any]) -> None:

@@ -63,15 +63,18 @@ def load_best_model(accelerator, model: nn.Module, folder: str | os.PathLike) ->
     """Load the weights of the model folder `folder` into the (prepared) `model` in place; returns the folder's
     `eval_results.json`. Call it on every process.
 
-    The folder is read by `from_pretrained` of the model's class, so one `model.safetensors`, shards with their
-    index or `pytorch_model.bin` all load. The full state dict then goes in through
-    `torch.distributed.checkpoint`'s `set_model_state_dict`, which also places it into sharded (FSDP) parameters.
+    The folder is read by `from_pretrained` of the model's class (through `load_pretrained`: missing or unexpected
+    weights raise `ModelLoadError`), so one `model.safetensors`, shards with their index or `pytorch_model.bin` all
+    load. The full state dict then goes in through `torch.distributed.checkpoint`'s `set_model_state_dict`, which
+    also places it into sharded (FSDP) parameters.
     """
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
+    from ..inference.loading import load_pretrained
+
     folder = Path(folder)
     unwrapped = accelerator.unwrap_model(model)
-    best = type(unwrapped).from_pretrained(folder, config=unwrapped.config, dtype=next(unwrapped.parameters()).dtype)
+    best = load_pretrained(type(unwrapped), folder, config=unwrapped.config, dtype=next(unwrapped.parameters()).dtype)
     fsdp = str(accelerator.distributed_type).endswith("FSDP")
     set_model_state_dict(
         model if fsdp else unwrapped, best.state_dict(), options=StateDictOptions(full_state_dict=True, strict=True)
