@@ -309,6 +309,7 @@ def test_push_creates_the_repo_and_uploads_a_complete_folder(fake_api, training_
         "attention_sparsevit.py",
         "image_processing_sparsevit.py",
         "image_decoding_sparsevit.py",
+        "localization_sparsevit.py",
         "handler.py",
         "requirements.txt",
         "README.md",

@@ -77,7 +77,7 @@ def predict(space_dir):
     handler = handler_module.EndpointHandler(str(space_dir / "model"))
 
     def probability(path, mode="resize"):
-        return handler.probabilities(handler_module.decode_image(Path(path).read_bytes()), mode)
+        return handler.probabilities(handler.decode_image(Path(path).read_bytes()), mode)
 
     return probability
 

@@ -28,6 +28,7 @@ CODE_FILES = (
     "attention_sparsevit.py",
     "image_processing_sparsevit.py",
     "image_decoding_sparsevit.py",
+    "localization_sparsevit.py",
 )
 REQUIRED_FILES = ("config.json", "preprocessor_config.json", *CODE_FILES, *ENDPOINT_FILES, "README.md")
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")

@@ -132,14 +132,14 @@ def build_demo(model: str | os.PathLike | None = None) -> gr.Blocks:
     handler_module = load_handler_module()
     folder = resolve_model(model)
     handler = handler_module.EndpointHandler(os.fspath(folder))
-    modes = list(handler_module.MODES)
+    modes = list(handler.modes)
 
     def localize(image, threshold, mode):
         if image is None:
             raise gr.Error("Upload a photo first.")
         try:
-            threshold, mode = handler_module.parse_parameters({"threshold": threshold, "mode": mode})
-            image = handler_module.decode_image(image)
+            threshold, mode = handler_module.parse_parameters({"threshold": threshold, "mode": mode}, handler.modes)
+            image = handler.decode_image(image)
             probability = handler.probabilities(image, mode)
         except ValueError as error:
             raise gr.Error(str(error)) from None

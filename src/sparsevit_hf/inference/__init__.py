@@ -1,6 +1,7 @@
 """Prediction at any resolution (resized, native, tiled) with PyTorch or ONNX Runtime, the ONNX export, and the
 pictures made from predictions."""
 
+from ..localization_sparsevit import tile_starts, tile_weights
 from .onnx import ONNX_NAME, ExportReport, OnnxExportError, OnnxRuntimeModel, export_onnx, load_onnx_model
 from .predictor import (
     BACKENDS,
@@ -24,7 +25,6 @@ from .predictor import (
     resolve_dtype,
     to_rgb,
 )
-from .tiling import tile_starts, tile_weights
 from .visualization import (
     binary_mask,
     colorize,
