@@ -307,6 +307,7 @@ def test_push_creates_the_repo_and_uploads_a_complete_folder(fake_api, training_
         "configuration_sparsevit.py",
         "modeling_sparsevit.py",
         "attention_sparsevit.py",
+        "checks_sparsevit.py",
         "image_processing_sparsevit.py",
         "image_decoding_sparsevit.py",
         "localization_sparsevit.py",

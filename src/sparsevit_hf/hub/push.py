@@ -26,6 +26,7 @@ CODE_FILES = (
     "configuration_sparsevit.py",
     "modeling_sparsevit.py",
     "attention_sparsevit.py",
+    "checks_sparsevit.py",
     "image_processing_sparsevit.py",
     "image_decoding_sparsevit.py",
     "localization_sparsevit.py",
