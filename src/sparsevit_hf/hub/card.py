@@ -333,12 +333,14 @@ CARD_METRICS = {
 }
 
 
-def card_eval_results(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def card_eval_results(
+    results: dict[str, dict[str, Any]], card_metrics: dict[str, str] = CARD_METRICS
+) -> list[dict[str, Any]]:
     """`model-index` entries for `RunInfo`: one per evaluation set (name -> metrics, as returned by
-    `sparsevit_hf.evaluation.evaluate`) and `CARD_METRICS` metric with a finite value."""
+    `sparsevit_hf.evaluation.evaluate`) and metric of `card_metrics` (name -> display name) with a finite value."""
     entries = []
     for set_name, metrics in results.items():
-        for metric, display in CARD_METRICS.items():
+        for metric, display in card_metrics.items():
             value = metrics.get(metric)
             if isinstance(value, (int, float)) and math.isfinite(value):
                 entries.append(

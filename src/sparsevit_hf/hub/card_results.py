@@ -9,7 +9,6 @@ replaced, every other entry is kept. A folder without a card gets a new one rend
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,16 +35,10 @@ def evaluation_card_entries(results: Mapping[str, Any]) -> list[dict[str, Any]]:
         f"protocol={settings.get('protocol', 'exact')},mode={settings.get('mode', 'resize')},"
         f"threshold={settings.get('threshold', 0.5)}"
     )
-    entries = card_eval_results({name: entry["metrics"] for name, entry in results["sets"].items()})
-    for name, entry in results["sets"].items():
-        figures = {"content_gap": entry.get("content_gap"), **entry.get("baselines", {})}
-        for metric, display in BASELINE_CARD_METRICS.items():
-            value = figures.get(metric)
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                entries.append(
-                    {"dataset": name, "dataset_type": name.lower(), "split": "test", "metric": metric,
-                     "metric_name": display, "value": float(value)}
-                )
+    sets = results["sets"]
+    entries = card_eval_results({name: entry["metrics"] for name, entry in sets.items()})
+    baselines = {name: {"content_gap": e.get("content_gap"), **e.get("baselines", {})} for name, e in sets.items()}
+    entries += card_eval_results(baselines, BASELINE_CARD_METRICS)
     for item in entries:
         item["metric_config"] = config
     return entries
