@@ -69,8 +69,8 @@ def check_image_size(
     if mode == "native" and max_pixels and height * width > max_pixels:
         raise ImageSizeError(
             f"{name}: {width} x {height} = {height * width / 1e6:.1f} MP exceeds the native mode's limit of "
-            f"{max_pixels / 1e6:.1f} MP ({max_pixels} pixels); use mode 'tiled', which bounds memory by the tile "
-            "size, or raise the limit (max_pixels)."
+            f"{max_pixels / 1e6:.1f} MP ({max_pixels} pixels); use mode 'tiled' (sparsevit-predict --mode tiled), "
+            "which bounds memory by the tile size, or raise the limit (max_pixels, --max-pixels)."
         )
 
 
