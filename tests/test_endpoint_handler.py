@@ -127,12 +127,14 @@ def test_every_input_form_and_mode_without_the_package(converted, tmp_path):
         }}
         outputs = {{name: handler(request) for name, request in requests.items()}}
         assert "sparsevit_hf" not in sys.modules
-        print(json.dumps({{"module": type(handler.model).__module__, "outputs": outputs}}))
+        modules = [module.__name__ for module in (handler.decoding, handler.localization)]
+        print(json.dumps({{"module": type(handler.model).__module__, "code": modules, "outputs": outputs}}))
         """,
         tmp_path,
     )
     result = json.loads(stdout.strip().splitlines()[-1])
     assert not result["module"].startswith("sparsevit_hf")  # the folder's own code
+    assert all(name.startswith("transformers_modules.") for name in result["code"])
     outputs = result["outputs"]
     for name, output in outputs.items():
         elements = ImageSegmentationOutputElement.parse_obj_as_list(output)
@@ -206,12 +208,34 @@ def test_images_are_read_upright_and_as_rgb(handler):
     assert decode_mask(handler({"inputs": encoded(sixteen_bit)})[0]["mask"]).shape == (48, 64)
 
 
+def test_the_handler_reads_files_as_the_package_does(tiny_folder, handler, tmp_path):
+    """One decoder: a 32-bit integer TIFF holding 8-bit values is 8-bit data (an own decoder once divided it by 257,
+    so that the handler saw a black photo where training and `sparsevit-predict` saw the picture)."""
+    _, model, processor = tiny_folder
+    values = np.random.default_rng(6).integers(0, 256, (48, 64)).astype(np.int32)
+    Image.fromarray(values, mode="I").save(tmp_path / "eight_bit.tif")
+    raw = (tmp_path / "eight_bit.tif").read_bytes()
+    np.testing.assert_array_equal(np.asarray(handler.decode_image(raw)), np.repeat(values[..., None], 3, axis=-1))
+    [expected] = predict_probabilities(model, processor, [tmp_path / "eight_bit.tif"], mode="native")
+    check_output(handler({"inputs": raw, "parameters": {"mode": "native"}}), expected)
+
+
+def test_decoding_and_the_modes_come_with_the_model_code(handler):
+    """The handler holds no image decoding and no resolution mode of its own: it runs the processor's sibling modules
+    (here the installed package's; without it, the folder's code files)."""
+    assert handler.decoding.__name__.endswith(".image_decoding_sparsevit")
+    assert handler.localization.__name__.endswith(".localization_sparsevit")
+    assert handler.modes == ("resize", "native", "tiled")
+    source = HANDLER_SOURCE.read_text()
+    assert "exif" not in source.lower() and "tile_starts" not in source and "interpolate" not in source
+
+
 @pytest.mark.parametrize(
     ("request_", "message"),
     [
         ({"inputs": b""}, "request body is empty"),
         ({"inputs": b"GIF89a but not really"}, "not an image file"),
-        ({"inputs": encoded(noise_image(64, 64), "JPEG")[:200]}, "truncated or corrupt"),
+        ({"inputs": encoded(noise_image(64, 64), "JPEG")[:200]}, "The request body: cannot open the image"),
         ({"inputs": ""}, "empty string"),
         ({"inputs": "not base64 at all!"}, "not valid base64"),
         ({"inputs": base64.b64encode(b"hello").decode()}, "not an image file"),
@@ -235,8 +259,8 @@ def test_bad_requests_raise_value_errors_that_name_the_problem(handler, request_
         handler(request_)
 
 
-def test_the_native_mode_refuses_images_above_its_limit(handler, handler_module, monkeypatch):
-    monkeypatch.setattr(handler_module, "MAX_NATIVE_PIXELS", 64 * 64)
+def test_the_native_mode_refuses_images_above_its_limit(handler, monkeypatch):
+    monkeypatch.setattr(handler, "max_pixels", 64 * 64)
     with pytest.raises(ValueError, match="use mode 'tiled'"):
         handler({"inputs": noise_image(65, 64), "parameters": {"mode": "native"}})
     assert handler({"inputs": noise_image(65, 64), "parameters": {"mode": "tiled"}})

@@ -783,9 +783,9 @@ def test_defaults_round_trip_and_kwargs_override_on_load(tmp_path):
 
 
 def test_module_is_self_contained_for_remote_code(tmp_path):
-    # The processor and the decoder it imports ship to the Hub; they may import only these libraries, and each other
-    # as `from .module import Name` (which `save_pretrained` follows to copy the sibling along).
-    siblings = {"image_decoding_sparsevit"}
+    # The processor and the decoder and localization modules it imports ship to the Hub; they may import only these
+    # libraries, and each other as `from .module import Name` (which `save_pretrained` follows to copy them along).
+    siblings = {"image_decoding_sparsevit", "localization_sparsevit"}
     for module_file in [MODULE_FILE, *(MODULE_FILE.with_name(f"{name}.py") for name in siblings)]:
         imported = set()
         for node in ast.walk(ast.parse(module_file.read_text())):
@@ -795,7 +795,8 @@ def test_module_is_self_contained_for_remote_code(tmp_path):
                 assert node.level == 1 and node.module in siblings, f"{module_file.name} imports .{node.module}"
             elif isinstance(node, ast.ImportFrom):
                 imported.add(node.module.split(".")[0])
-        assert imported <= {"io", "math", "os", "typing", "numpy", "PIL", "transformers", "torch"}, imported
+        allowed = {"collections", "io", "math", "os", "typing", "numpy", "PIL", "transformers", "torch"}
+        assert imported <= allowed, imported
 
     # Copied into a folder of its own with its siblings, outside the package (as remote code is), it works.
     for name in ["image_processing_sparsevit", *siblings]:

@@ -16,9 +16,10 @@ def test_saved_folder_has_weights_configs_code_and_a_complete_auto_map(tiny_conf
     names = {path.name for path in tmp_path.iterdir()}
     assert {
         "model.safetensors", "config.json", "preprocessor_config.json",
-        "configuration_sparsevit.py", "modeling_sparsevit.py", "attention_sparsevit.py",
+        "configuration_sparsevit.py", "modeling_sparsevit.py", "attention_sparsevit.py", "checks_sparsevit.py",
         "image_processing_sparsevit.py",
         "image_decoding_sparsevit.py",  # imported by the processor: `save_pretrained` copies it along
+        "localization_sparsevit.py",  # likewise; the Endpoint handler and the Space predict with it
     } <= names
     assert json.loads((tmp_path / "config.json").read_text())["auto_map"] == {
         "AutoConfig": "configuration_sparsevit.SparseViTConfig",

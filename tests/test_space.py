@@ -26,6 +26,7 @@ from huggingface_hub import SpaceCard
 from PIL import Image
 
 import sparsevit_hf.hub.space as hub_space
+import sparsevit_hf.inference.visualization as visualization
 from sparsevit_hf.cli.space import main as space_main
 from sparsevit_hf.hub import GRADIO_VERSION, push_space, write_space
 from sparsevit_hf.hub.endpoint import HANDLER_SOURCE
@@ -73,11 +74,11 @@ def space_dir(model_folder, tmp_path_factory):
 @pytest.fixture(scope="module")
 def predict(space_dir):
     """What the app must show, computed with the Space's own handler: the probability map of a file, per mode."""
-    handler_module = load_app(space_dir).load_handler_module()
+    handler_module = load_app(space_dir).load_module("handler")
     handler = handler_module.EndpointHandler(str(space_dir / "model"))
 
     def probability(path, mode="resize"):
-        return handler.probabilities(handler_module.decode_image(Path(path).read_bytes()), mode)
+        return handler.probabilities(handler.decode_image(Path(path).read_bytes()), mode)
 
     return probability
 
@@ -141,6 +142,9 @@ def test_a_local_model_becomes_a_complete_space(space_dir, model_folder):
     assert [name.split("-")[2] for name in examples] == ["splicing", "copy_move", "removal"]  # one of each kind
     assert "model/README.md" not in names
     assert (space_dir / "handler.py").read_bytes() == HANDLER_SOURCE.read_bytes()
+    # The app's pictures are the package's: its own copy of the visualization module, not a rewrite of it.
+    assert (space_dir / "visualization.py").read_bytes() == Path(visualization.__file__).read_bytes()
+    assert "def grow" not in (space_dir / "app.py").read_text()
     assert "\nMODEL = 'model'\n" in (space_dir / "app.py").read_text()
     requirements = (space_dir / "requirements.txt").read_text()
     assert "transformers" in requirements and "torch" in requirements and "gradio" not in requirements
@@ -159,6 +163,15 @@ def test_a_hub_model_is_named_in_the_space_metadata(tmp_path):
     assert "\nMODEL = 'forensics-lab/sparsevit-casia'\n" in (folder / "app.py").read_text()
     assert not (folder / "model").exists()
     assert "https://huggingface.co/forensics-lab/sparsevit-casia" in (folder / "README.md").read_text()
+
+
+def test_a_model_name_is_a_folder_or_a_hub_id_by_the_rule_of_load_model(tmp_path):
+    # `sparsevit_hf.utils.is_local_path`: a Hub id may lack an owner (as load_model accepts), a path may not be one.
+    folder = write_space("sparsevit-casia", tmp_path / "space")
+    assert "\nMODEL = 'sparsevit-casia'\n" in (folder / "app.py").read_text()
+    for name in ("./sparsevit-casia", "a/b/c", "pairs.json", str(tmp_path / "missing")):
+        with pytest.raises(ValueError, match="neither a model folder nor a Hub model id"):
+            write_space(name, tmp_path / "other")
 
 
 def test_the_command_line(model_folder, tmp_path, capsys):

@@ -208,7 +208,7 @@ def _range(array: np.ndarray) -> tuple:
     return (array.min().item(), array.max().item()) if array.size else (0, 0)
 
 
-def _check_channels(array: np.ndarray, name: str) -> np.ndarray:
+def check_channels(array: np.ndarray, name: str) -> np.ndarray:
     """An `(H, W, C)` view of an `(H, W)` or `(H, W, C)` array with 1, 3 or 4 channels."""
     array = array[..., None] if array.ndim == 2 else array
     if array.ndim != 3:
@@ -261,7 +261,7 @@ def to_8_bit(array: np.ndarray, name: str = "image") -> np.ndarray:
 
 def array_to_rgb(array: np.ndarray, name: str = "image") -> np.ndarray:
     """`(H, W, 3)` uint8 RGB of an `(H, W)` or `(H, W, 1|3|4)` array (grey replicated, alpha dropped)."""
-    array = to_8_bit(_check_channels(np.asarray(array), name), name)
+    array = to_8_bit(check_channels(np.asarray(array), name), name)
     if array.shape[-1] == 1:
         array = np.repeat(array, 3, axis=-1)
     return np.ascontiguousarray(array[..., :3])
@@ -270,7 +270,7 @@ def array_to_rgb(array: np.ndarray, name: str = "image") -> np.ndarray:
 def array_to_mask(array: np.ndarray, name: str = "mask") -> np.ndarray:
     """`(H, W)` bool mask of an `(H, W)` or `(H, W, 1|3|4)` array: alpha dropped, then the mean over channels above
     half of full scale (see the module docstring; bool and 0/1 integer masks have full scale 1)."""
-    array = _check_channels(np.asarray(array), name)
+    array = check_channels(np.asarray(array), name)
     array = array[..., :3] if array.shape[-1] == 4 else array
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         raise ImageDecodingError(f"{name} contains non-finite values (NaN or inf).")
@@ -291,19 +291,23 @@ def array_to_mask(array: np.ndarray, name: str = "mask") -> np.ndarray:
     return array.astype(np.float64).mean(axis=-1) > full_scale / 2
 
 
-def decode_image(source, name: str | None = None) -> np.ndarray:
-    """Decode an image file (path, encoded bytes, binary file object) or a PIL image to `(H, W, 3)` uint8 RGB,
-    upright. Raises `ImageDecodingError` (or `ImageFileNotFoundError`) naming the file."""
+def decode_pixels(source, name: str | None = None) -> np.ndarray:
+    """The pixels of an image file (path, encoded bytes, binary file object) or a PIL image at their own depth,
+    upright (`pil_to_array` of `open_image`). Raises `ImageDecodingError` (or `ImageFileNotFoundError`) naming it."""
     name = name or describe(source)
-    image = open_image(source, name)
-    return array_to_rgb(pil_to_array(image, name), name)
+    return pil_to_array(open_image(source, name), name)
+
+
+def decode_image(source, name: str | None = None) -> np.ndarray:
+    """Decode an image file or a PIL image to `(H, W, 3)` uint8 RGB, upright (errors as `decode_pixels`)."""
+    name = name or describe(source)
+    return array_to_rgb(decode_pixels(source, name), name)
 
 
 def decode_mask(source, name: str | None = None) -> np.ndarray:
     """Decode a mask file or PIL image to an `(H, W)` bool array (True = manipulated), upright."""
     name = name or describe(source)
-    image = open_image(source, name)
-    return array_to_mask(pil_to_array(image, name), name)
+    return array_to_mask(decode_pixels(source, name), name)
 
 
 __all__ = [
@@ -314,8 +318,10 @@ __all__ = [
     "array_to_rgb",
     "canonical_pixels",
     "channels_last",
+    "check_channels",
     "decode_image",
     "decode_mask",
+    "decode_pixels",
     "describe",
     "image_size",
     "open_image",

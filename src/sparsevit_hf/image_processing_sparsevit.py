@@ -18,7 +18,6 @@ Remote code: it depends only on transformers, NumPy, Pillow, torch (for tensors 
 that training and prediction get from them. No torchvision: it is built on transformers' PIL/NumPy backend.
 """
 
-import math
 import os
 
 import numpy as np
@@ -40,19 +39,22 @@ from .image_decoding_sparsevit import (
     array_to_mask,
     canonical_pixels,
     channels_last,
-    open_image,
-    pil_to_array,
+    check_channels,
+    decode_pixels,
     to_8_bit,
+)
+from .localization_sparsevit import (
+    MIN_IMAGE_SIDE,
+    check_logits_cover,
+    padded_size,
+    parse_target_size,
+    segments_info,
 )
 
 if is_torch_available():
     import torch
     import torch.nn.functional as F
 
-# Smallest accepted input side: the backbone downsamples by 32 (four stages), so anything smaller has no pixel left
-# at the last stage.
-MIN_IMAGE_SIZE = 32
-_CHANNEL_COUNTS = (1, 3, 4)
 
 
 class SparseViTImageProcessorKwargs(ImagesKwargs, total=False):
@@ -172,8 +174,8 @@ class SparseViTImageProcessor(PilBackend):
         if kwargs.get("do_resize"):
             if size is None or not size.height or not size.width:
                 raise ValueError(f"`size` must be a dictionary with 'height' and 'width', got {size}.")
-            if size.height < MIN_IMAGE_SIZE or size.width < MIN_IMAGE_SIZE:
-                minimum = f"{MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE}"
+            if size.height < MIN_IMAGE_SIDE or size.width < MIN_IMAGE_SIDE:
+                minimum = f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}"
                 raise ValueError(f"`size` ({size.height}x{size.width}) is below the minimum of {minimum} pixels.")
             if kwargs.get("do_pad") and divisor and (size.height % divisor or size.width % divisor):
                 raise ValueError(
@@ -242,7 +244,7 @@ class SparseViTImageProcessor(PilBackend):
                 image = self.normalize(image.astype(np.float32, copy=False), image_mean, image_std)
             processed.append(image)
         if do_pad:
-            target = _padded_size([image.shape[-2:] for image in processed], pad_size, size_divisor)
+            target = padded_size([image.shape[-2:] for image in processed], pad_size, size_divisor)
             processed = self.pad(processed, pad_size=target)
         if data_format is not None and ChannelDimension(data_format) == ChannelDimension.LAST:
             processed = [np.moveaxis(image, 0, -1) for image in processed]
@@ -259,7 +261,7 @@ class SparseViTImageProcessor(PilBackend):
                 mask = np.asarray(resized)
             processed.append(mask.astype(np.float32)[None])
         if do_pad:
-            target = _padded_size([mask.shape[-2:] for mask in processed], pad_size, size_divisor)
+            target = padded_size([mask.shape[-2:] for mask in processed], pad_size, size_divisor)
             processed = self.pad(processed, pad_size=target)
         return [np.ascontiguousarray(mask[0]) for mask in processed]
 
@@ -281,15 +283,13 @@ class SparseViTImageProcessor(PilBackend):
             array = to_8_bit(_decoded(image, what), what)  # files and PIL images: the decoder's 8-bit pixels
         else:
             array = canonical_pixels(_channels_last(image, what, input_data_format), what)
-        array = array[..., None] if array.ndim == 2 else array
+        array = check_channels(array, what) if do_convert_rgb else array[..., None] if array.ndim == 2 else array
         if do_convert_rgb:
-            if array.shape[-1] not in _CHANNEL_COUNTS:
-                raise ValueError(f"{what} has {array.shape[-1]} channels; expected 1 (grayscale), 3 (RGB) or 4 (RGBA).")
             array = np.repeat(array, 3, axis=-1) if array.shape[-1] == 1 else array[..., :3]
-        if array.shape[0] < MIN_IMAGE_SIZE or array.shape[1] < MIN_IMAGE_SIZE:
+        if array.shape[0] < MIN_IMAGE_SIDE or array.shape[1] < MIN_IMAGE_SIDE:
             raise ValueError(
                 f"{what} is {array.shape[0]}x{array.shape[1]} pixels (height x width); the minimum size is "
-                f"{MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE}."
+                f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}."
             )
         return np.ascontiguousarray(np.moveaxis(array, -1, 0))
 
@@ -357,7 +357,7 @@ class SparseViTImageProcessor(PilBackend):
                     f"Got {len(target_sizes)} target sizes for a batch of {batch_size}; pass one (height, width) per "
                     "image."
                 )
-            target_sizes = [_parse_target_size(size, index) for index, size in enumerate(target_sizes)]
+            target_sizes = [parse_target_size(size, index) for index, size in enumerate(target_sizes)]
         elif not do_resize:
             raise ValueError(
                 "In native mode (do_resize=False) pass `target_sizes`, the original (height, width) of every image "
@@ -367,8 +367,8 @@ class SparseViTImageProcessor(PilBackend):
         # The attributes may have been set to plain dictionaries after construction.
         size, pad_size = (SizeDict(**v) if isinstance(v, dict) else v for v in (self.size, self.pad_size))
         valid = [(size.height, size.width)] * batch_size if do_resize else target_sizes
-        input_size = _padded_size(valid, pad_size if do_pad else None, self.size_divisor if do_pad else None)
-        _check_logits_cover(tuple(logits.shape[-2:]), (input_size.height, input_size.width))
+        input_size = padded_size(valid, pad_size if do_pad else None, self.size_divisor if do_pad else None)
+        check_logits_cover(tuple(logits.shape[-2:]), (input_size.height, input_size.width))
         upsampled = F.interpolate(
             logits.detach().float(), size=(input_size.height, input_size.width), mode="bilinear", align_corners=False
         )
@@ -438,18 +438,11 @@ class SparseViTImageProcessor(PilBackend):
             Python float in [0, 1]).
         """
         results = self.post_process_semantic_segmentation(
-            outputs,
-            target_sizes=target_sizes,
-            threshold=mask_threshold,
-            return_probabilities=True,
-            do_resize=do_resize,
+            outputs, target_sizes=target_sizes, threshold=mask_threshold, return_probabilities=True, do_resize=do_resize
         )
         return [
-            {
-                "segmentation": result["segmentation"],
-                "segments_info": _segments_info(result["segmentation"], result["probabilities"]),
-            }
-            for result in results
+            {"segmentation": labels, "segments_info": segments_info(labels, probability)}
+            for labels, probability in ((result["segmentation"], result["probabilities"]) for result in results)
         ]
 
 
@@ -458,10 +451,8 @@ def _is_torch_tensor(value) -> bool:
 
 
 def _decoded(image, what: str) -> np.ndarray:
-    """Pixels of a file or PIL image by the package's decoder (upright, alpha dropped, at their own depth). Its errors
-    are `ValueError`s naming the file."""
-    name = f"{what} ({os.fspath(image)})" if isinstance(image, (str, os.PathLike)) else what
-    return pil_to_array(open_image(image, name), name)
+    """Pixels of a file or PIL image by the package's decoder, at their own depth; errors name the file."""
+    return decode_pixels(image, f"{what} ({os.fspath(image)})" if isinstance(image, (str, os.PathLike)) else what)
 
 
 def _flatten_batch(inputs, kind: str, allow_none: bool) -> list:
@@ -497,66 +488,13 @@ def _channels_last(image, what: str, input_data_format) -> np.ndarray:
     return channels_last(array, what, channels_first, prefer_channels_first=True)
 
 
-def _padded_size(sizes, pad_size: SizeDict | None, size_divisor: int | None) -> SizeDict:
-    """The padded size of a batch of `(height, width)` sizes: `pad_size`, or the largest size rounded up to
-    `size_divisor`."""
-    max_height, max_width = max(int(size[0]) for size in sizes), max(int(size[1]) for size in sizes)
-    if pad_size is not None:
-        if max_height > pad_size.height or max_width > pad_size.width:
-            raise ValueError(
-                f"An image in the batch ({max_height}x{max_width} after resizing, at most) is larger than `pad_size` "
-                f"({pad_size.height}x{pad_size.width})."
-            )
-        return SizeDict(height=pad_size.height, width=pad_size.width)
-    if size_divisor:
-        max_height, max_width = (math.ceil(side / size_divisor) * size_divisor for side in (max_height, max_width))
-    return SizeDict(height=max_height, width=max_width)
-
-
-def _check_logits_cover(logits_size: tuple[int, int], input_size: tuple[int, int]) -> None:
-    """The model gives `ceil(side / stride)` logits per side, for one integer stride; refuse logits that no stride
-    maps onto `input_size` (target sizes or options that are not those of the preprocessing)."""
-    # Per side the valid strides form an interval starting at ceil(side / cells): the largest start is in both or none.
-    stride = max(math.ceil(side / max(cells, 1)) for side, cells in zip(input_size, logits_size, strict=True))
-    if any(math.ceil(side / stride) != cells for side, cells in zip(input_size, logits_size, strict=True)):
-        raise ValueError(
-            f"Logits of {logits_size[0]}x{logits_size[1]} cannot cover a model input of {input_size[0]}x"
-            f"{input_size[1]} (what the preprocessing gives for these options and target sizes): pass the original "
-            "(height, width) of every image of the batch as `target_sizes`, and `do_resize` / `do_pad` when the "
-            "preprocessing call overrode them."
-        )
-
-
 def _get_logits(outputs):
     if _is_torch_tensor(outputs):
         return outputs
-    logits = getattr(outputs, "logits", None)
-    if logits is None and isinstance(outputs, dict):
-        logits = outputs.get("logits")
+    logits = outputs.get("logits") if isinstance(outputs, dict) else getattr(outputs, "logits", None)
     if logits is None:
         raise ValueError("`outputs` must be a model output with `logits`, a dict with 'logits' or a tensor.")
     return logits
-
-
-def _parse_target_size(target_size, index: int) -> tuple[int, int]:
-    try:
-        values = [int(value) for value in target_size]
-    except (TypeError, ValueError):
-        values = []
-    if len(values) != 2 or values[0] < 1 or values[1] < 1:
-        raise ValueError(f"Target size {index} must be (height, width) with positive integers, got {target_size!r}.")
-    return values[0], values[1]
-
-
-def _segments_info(segmentation, probability) -> list[dict]:
-    """One entry per label present in a 0/1 label map: its score is the mean probability of that label inside it."""
-    infos = []
-    for label_id, label_probability in ((0, 1.0 - probability), (1, probability)):
-        region = segmentation == label_id
-        if bool(region.any()):
-            score = float(label_probability[region].double().mean())
-            infos.append({"id": label_id, "label_id": label_id, "was_fused": False, "score": score})
-    return infos
 
 
 __all__ = ["SparseViTImageProcessor"]

@@ -11,8 +11,8 @@ from ..inference.loading import ModelLoadError
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="sparsevit-space",
-        description="Write a Gradio Space (app.py, handler.py, requirements.txt, README.md, examples/) for a SparseViT "
-        "model; run it with `python DIR/app.py`, or push it with --push.",
+        description="Write a Gradio Space (app.py, handler.py, visualization.py, requirements.txt, README.md, "
+        "examples/) for a SparseViT model; run it with `python DIR/app.py`, or push it with --push.",
     )
     parser.add_argument("model", help="Hub model id (user/name) or a local model folder (copied into the Space)")
     parser.add_argument("--output-dir", required=True, help="folder to write the Space into")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..configuration_sparsevit import DEFAULT_ID2LABEL
+
 if TYPE_CHECKING:  # pragma: no cover
     import datasets
 
-# Names of the `label` column's classes, as the model's `id2label` names them.
-LABEL_NAMES = ("authentic", "manipulated")
+# Names of the `label` column's classes: the model's default `id2label`, defined once in the configuration.
+LABEL_NAMES = tuple(DEFAULT_ID2LABEL[label_id] for label_id in sorted(DEFAULT_ID2LABEL))
 
 
 def iml_features() -> datasets.Features:

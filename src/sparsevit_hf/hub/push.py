@@ -26,8 +26,10 @@ CODE_FILES = (
     "configuration_sparsevit.py",
     "modeling_sparsevit.py",
     "attention_sparsevit.py",
+    "checks_sparsevit.py",
     "image_processing_sparsevit.py",
     "image_decoding_sparsevit.py",
+    "localization_sparsevit.py",
 )
 REQUIRED_FILES = ("config.json", "preprocessor_config.json", *CODE_FILES, *ENDPOINT_FILES, "README.md")
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")

@@ -2,9 +2,10 @@
 
 The folder holds `app.py` (a copy of `space_app.py` with the model filled in), `handler.py` (the Inference
 Endpoints handler, which the app uses for loading and prediction, so that the Space needs transformers and torch
-but not this package), `requirements.txt`, `README.md` (the Space's YAML header: `sdk: gradio`, the Gradio version the
-app is tested with, `models:`) and `examples/` (held-out synthetic tampered images). A local model folder is copied
-into `model/`, so that the Space is complete without a model repository.
+but not this package), `visualization.py` (a copy of `sparsevit_hf.inference.visualization`, which draws the outlined
+region as `sparsevit-predict` does), `requirements.txt`, `README.md` (the Space's YAML header: `sdk: gradio`, the
+Gradio version the app is tested with, `models:`) and `examples/` (held-out synthetic tampered images). A local model
+folder is copied into `model/`, so that the Space is complete without a model repository.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from huggingface_hub import HfApi, SpaceCard, SpaceCardData
 
+from ..utils import is_local_path
 from .card import EXAMPLE_IMAGE_STEM, find_widget_example
 from .endpoint import HANDLER_FILE, HANDLER_SOURCE, REQUIREMENTS_FILE, runtime_requirements
 from .push import files_to_upload
@@ -25,7 +27,10 @@ logger = logging.getLogger(__name__)
 # The Gradio version the app is tested with (requirements-test.txt pins the same); the Space runs it (`sdk_version`).
 GRADIO_VERSION = "6.31.0"
 APP_FILE = "app.py"
-SPACE_FILES = (APP_FILE, HANDLER_FILE, REQUIREMENTS_FILE, "README.md")
+# The app's picture code, copied as it is: it needs only NumPy and Pillow.
+VISUALIZATION_FILE = "visualization.py"
+VISUALIZATION_SOURCE = Path(__file__).parent.parent / "inference" / "visualization.py"
+SPACE_FILES = (APP_FILE, HANDLER_FILE, VISUALIZATION_FILE, REQUIREMENTS_FILE, "README.md")
 APP_SOURCE = Path(__file__).with_name("space_app.py")
 # The line of `space_app.py` that `write_space` replaces with the model's name.
 MODEL_LINE = "MODEL = None  # sparsevit-space writes the model (a Hub id, or a folder next to app.py) here\n"
@@ -38,17 +43,6 @@ SHORT_DESCRIPTION_LIMIT = 60
 DEFAULT_SHORT_DESCRIPTION = "Find spliced, copy-moved or removed regions in photos"
 # Never uploaded with a Space: caches and what Gradio writes next to the app while it runs.
 SPACE_IGNORE_PATTERNS = [".*", "*/.*", "*__pycache__*", "*.pyc", "flagged/*", "*.tmp"]
-
-
-def _is_hub_id(name: str) -> bool:
-    """`user/name` that the Hub accepts as a repository id."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
-        return False
-    return name.count("/") == 1 and not name.startswith(".")
 
 
 def write_space(
@@ -79,10 +73,10 @@ def write_space(
         check_model_folder(local)
         if output.resolve() in (local.resolve(), *local.resolve().parents):
             raise ValueError(f"The Space folder {os.fspath(output)!r} must not contain the model folder {name!r}.")
-    elif _is_hub_id(name):
-        hub_id = name
-    else:
+    elif is_local_path(name):  # the package's one rule, as in `load_model`
         raise ValueError(f"{name!r} is neither a model folder nor a Hub model id (user/name).")
+    else:
+        hub_id = name
 
     output.mkdir(parents=True, exist_ok=True)
     if hub_id is None:
@@ -93,6 +87,7 @@ def write_space(
     model_value = hub_id if hub_id is not None else MODEL_FOLDER
     (output / APP_FILE).write_text(app.replace(MODEL_LINE, f"MODEL = {model_value!r}\n"), encoding="utf-8")
     shutil.copyfile(HANDLER_SOURCE, output / HANDLER_FILE)
+    shutil.copyfile(VISUALIZATION_SOURCE, output / VISUALIZATION_FILE)
     (output / REQUIREMENTS_FILE).write_text(
         "# The Space's Gradio comes from sdk_version in README.md; these are what handler.py and the model need.\n"
         + "".join(f"{line}\n" for line in runtime_requirements()),
@@ -183,9 +178,9 @@ def push_space(
 ):
     """Create (or update) the Gradio Space `space_id` from a folder written by `write_space`, in one commit.
 
-    The folder is checked first (`app.py`, `handler.py`, `requirements.txt`, and a README.md whose header says
-    `sdk: gradio`); then `HfApi.create_repo(space_id, repo_type="space", space_sdk="gradio", exist_ok=True)` and
-    `upload_folder` without caches and hidden files. Returns the `CommitInfo` of the upload.
+    The folder is checked first (`app.py`, `handler.py`, `visualization.py`, `requirements.txt`, and a README.md whose
+    header says `sdk: gradio`); then `HfApi.create_repo(space_id, repo_type="space", space_sdk="gradio",
+    exist_ok=True)` and `upload_folder` without caches and hidden files. Returns the `CommitInfo` of the upload.
     """
     root = Path(folder)
     missing = [name for name in SPACE_FILES if not (root / name).is_file()]

@@ -2,7 +2,8 @@
 
 `sparsevit-space MODEL --output-dir DIR` copies this file to `DIR/app.py` with `MODEL` filled in, next to
 `handler.py` (the model repository's Inference Endpoints handler), which loads the model (through its own code
-files, so the Space does not need the sparsevit-hf package) and predicts. The model is loaded once, when the app
+files, so the Space does not need the sparsevit-hf package) and predicts, and `visualization.py` (the package's
+picture code, NumPy and Pillow only), which outlines the region. The model is loaded once, when the app
 starts; the `SPARSEVIT_MODEL` environment variable overrides `MODEL` (a Hub model id, or a model folder).
 
 Upload a photo: the app shows the per-pixel probability of manipulation over the photo, the region above the
@@ -37,10 +38,6 @@ HEATMAP_BANDS = (
     (0.9, 1.0, "#f9e14b"),
 )
 PICTURE_HEIGHT = 340
-OUTLINE_COLOR = (255, 48, 48)
-HALO_COLOR = (0, 0, 0)
-TINT_COLOR = np.array([255, 40, 40], dtype=np.float32)
-TINT_ALPHA = 0.3
 EXAMPLE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 MODE_HELP = (
     "resize: 512 x 512, the official protocol (fast). native: the whole photo at its resolution (keeps the fine "
@@ -48,9 +45,9 @@ MODE_HELP = (
 )
 
 
-def load_handler_module():
-    """`handler.py` beside this file, imported by path (it is not a package)."""
-    spec = importlib.util.spec_from_file_location("sparsevit_space_handler", HERE / "handler.py")
+def load_module(name: str):
+    """`name.py` beside this file, imported by path (the Space folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"sparsevit_space_{name}", HERE / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -71,33 +68,6 @@ def example_images(model_folder: Path) -> list[str]:
     found = sorted(path for path in (HERE / "examples").glob("*") if path.suffix.lower() in EXAMPLE_SUFFIXES)
     found += [model_folder / f"example{suffix}" for suffix in EXAMPLE_SUFFIXES]
     return [str(path) for path in found if path.is_file()]
-
-
-def grow(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Dilate a boolean mask with a (2 radius + 1) square, one axis at a time (linear in the radius)."""
-    out = mask.copy()
-    for axis in (0, 1):
-        grown = out.copy()
-        length = out.shape[axis]
-        for shift in range(1, min(radius, length - 1) + 1):
-            ahead = [slice(None)] * 2
-            behind = [slice(None)] * 2
-            ahead[axis], behind[axis] = slice(shift, None), slice(None, -shift)
-            grown[tuple(ahead)] |= out[tuple(behind)]
-            grown[tuple(behind)] |= out[tuple(ahead)]
-        out = grown
-    return out
-
-
-def outlined(image: Image.Image, mask: np.ndarray) -> Image.Image:
-    """The photo with the region of `mask` tinted and outlined (a red band with a dark halo)."""
-    rgb = np.array(image.convert("RGB"))
-    if mask.any():
-        rgb[mask] = np.rint((1 - TINT_ALPHA) * rgb[mask] + TINT_ALPHA * TINT_COLOR).astype(np.uint8)
-        width = max(2, round(min(mask.shape) / 200))
-        rgb[grow(mask, width) & ~mask] = HALO_COLOR
-        rgb[grow(mask, max(1, 2 * width // 3)) & ~mask] = OUTLINE_COLOR
-    return Image.fromarray(rgb)
 
 
 def band_label(low: float, high: float) -> str:
@@ -129,24 +99,24 @@ def build_demo(model: str | os.PathLike | None = None) -> gr.Blocks:
     """Load the model once and build the app (not launched)."""
     if model is None:
         raise ValueError("No model: set MODEL in app.py or the SPARSEVIT_MODEL environment variable.")
-    handler_module = load_handler_module()
+    handler_module, visualization = load_module("handler"), load_module("visualization")
     folder = resolve_model(model)
     handler = handler_module.EndpointHandler(os.fspath(folder))
-    modes = list(handler_module.MODES)
+    modes = list(handler.modes)
 
     def localize(image, threshold, mode):
         if image is None:
             raise gr.Error("Upload a photo first.")
         try:
-            threshold, mode = handler_module.parse_parameters({"threshold": threshold, "mode": mode})
-            image = handler_module.decode_image(image)
+            threshold, mode = handler_module.parse_parameters({"threshold": threshold, "mode": mode}, handler.modes)
+            image = handler.decode_image(image)
             probability = handler.probabilities(image, mode)
         except ValueError as error:
             raise gr.Error(str(error)) from None
         score = float(probability.max())
         fraction = float(np.mean(probability > threshold))
         shown, shown_probability = for_display(image, probability)
-        region = outlined(shown, shown_probability > threshold)
+        region = visualization.outlined_image(shown, shown_probability, threshold)
         heatmap = (shown, heatmap_annotations(shown_probability))
         return heatmap, region, (shown, region), round(score, 4), round(fraction, 4)
 

@@ -1,6 +1,7 @@
 """Loading models (strictly: missing or unexpected weights are errors), prediction at any resolution (resized,
 native, tiled) with PyTorch or ONNX Runtime, the ONNX export, and the pictures made from predictions."""
 
+from ..localization_sparsevit import tile_starts, tile_weights
 from .loading import (
     BACKENDS,
     ModelLoadError,
@@ -28,7 +29,6 @@ from .predictor import (
     predict_probabilities,
     to_rgb,
 )
-from .tiling import tile_starts, tile_weights
 from .visualization import (
     binary_mask,
     colorize,

@@ -15,14 +15,14 @@ Three resolution modes:
 
 Entry points: `predict_probabilities` (one call), `Predictor` (reusable, used by the CLI),
 `load_image` (a file to an 8-bit RGB PIL image, by the package's one decoder); models are loaded by
-`sparsevit_hf.inference.loading` (`load_model`, re-exported here). Tiles are laid out by
-`sparsevit_hf.inference.tiling`.
+`sparsevit_hf.inference.loading` (`load_model`, re-exported here). The modes themselves are
+`sparsevit_hf.localization_sparsevit.probability_maps`, the remote code that the Inference Endpoints handler and the
+Space run too.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -30,27 +30,21 @@ from PIL import Image
 
 from ..image_decoding_sparsevit import IMAGE_EXTENSIONS, array_to_rgb, decode_image
 from ..image_decoding_sparsevit import ImageDecodingError as ImageLoadError  # the decoder's error, named for this API
+from ..localization_sparsevit import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MODE,
+    DEFAULT_TILE_OVERLAP,
+    DEFAULT_TILE_SIZE,
+    MIN_IMAGE_SIDE,
+    MODES,
+    ImageSizeError,
+    check_image_size,
+    probability_maps,
+)
 from .loading import BACKENDS, ModelLoadError, check_model_folder, load_model, resolve_device, resolve_dtype
 from .onnx import OnnxRuntimeModel
-from .tiling import tile_starts, tile_weights
-
-MODES = ("resize", "native", "tiled")
-DEFAULT_MODE = "resize"
-DEFAULT_TILE_SIZE = 512
-DEFAULT_TILE_OVERLAP = 128
-# Native mode refuses images above this many pixels (16.8 MP, e.g. 4096 x 4096); use the tiled mode for larger ones.
-DEFAULT_MAX_PIXELS = 4096 * 4096
-# The backbone downsamples by 32: smaller images have no pixel left at the last stage.
-MIN_IMAGE_SIDE = 32
 
 
-class ImageSizeError(ValueError):
-    """An image is too small for the model, or too large for the native mode."""
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Images
-# ----------------------------------------------------------------------------------------------------------------
 def to_rgb(image: Image.Image, name: str = "image") -> Image.Image:
     """An 8-bit RGB copy of a PIL image of any common mode, upright, under the package's decoding rules
     (`sparsevit_hf.image_decoding_sparsevit`): alpha dropped, palettes applied, 16-bit scaled, float in [0, 1]."""
@@ -165,24 +159,10 @@ class Predictor:
         if dtype not in (None, torch.float32):
             raise ValueError("The ONNX model computes in its exported precision; dtype may only be fp32.")
 
-    # -- checks ---------------------------------------------------------------------------------------------------
     def check(self, image, name: str = "image") -> None:
         """Raise `ImageSizeError` if this image cannot be predicted in this mode."""
-        height, width = _image_size(image)
-        if height < MIN_IMAGE_SIDE or width < MIN_IMAGE_SIDE:
-            raise ImageSizeError(
-                f"{name}: {width} x {height} pixels (width x height) is too small; SparseViT needs at least "
-                f"{MIN_IMAGE_SIDE} x {MIN_IMAGE_SIDE} pixels in every mode (its backbone downsamples by 32, and "
-                "an upscaled thumbnail carries no forensic traces)."
-            )
-        if self.mode == "native" and self.max_pixels is not None and height * width > self.max_pixels:
-            raise ImageSizeError(
-                f"{name}: {width} x {height} = {height * width / 1e6:.1f} MP exceeds the native-mode limit of "
-                f"{self.max_pixels / 1e6:.1f} MP ({self.max_pixels} pixels). Use the tiled mode (mode='tiled', "
-                "--mode tiled), which bounds memory by the tile size, or raise the limit (max_pixels, --max-pixels)."
-            )
+        check_image_size(*_image_size(image), self.mode, self.max_pixels, name)
 
-    # -- prediction -----------------------------------------------------------------------------------------------
     def predict(self, images) -> list[np.ndarray]:
         """Probability maps (float32 `(H, W)` in [0, 1], the original size of each image) for a list of images
         (PIL images, paths or NumPy arrays, all decoded upright to 8-bit RGB by the package's decoder; a single image
@@ -190,80 +170,18 @@ class Predictor:
         if isinstance(images, (Image.Image, str, os.PathLike, np.ndarray)):
             images = [images]
         pil_images = [_as_rgb_image(image, index) for index, image in enumerate(images)]
-        for index, image in enumerate(pil_images):
-            self.check(image, f"Image {index}")
-        if self.mode == "resize":
-            results: list[np.ndarray] = []
-            for start in range(0, len(pil_images), self.batch_size):
-                results.extend(self._predict_resized(pil_images[start : start + self.batch_size]))
-            return results
-        if self.mode == "native":
-            results = [None] * len(pil_images)
-            for group in self._same_size_batches(pil_images):
-                for index, probability in zip(group, self._predict_native([pil_images[i] for i in group]), strict=True):
-                    results[index] = probability
-            return results
-        return [self._predict_tiled(image) for image in pil_images]
-
-    def _forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            pixel_values = pixel_values.to(device=self.device, dtype=self.dtype)
-            return self.model(pixel_values=pixel_values).logits.float()
-
-    def _post_process(self, logits: torch.Tensor, sizes, do_resize: bool) -> list[np.ndarray]:
-        # Native and tiled inputs are padded by the processor (do_pad=True); resize-mode inputs as it is configured.
-        do_pad = None if do_resize else True
-        outputs = self.processor.post_process_semantic_segmentation(
-            logits, target_sizes=sizes, return_probabilities=True, do_resize=do_resize, do_pad=do_pad
+        return probability_maps(
+            self.model,
+            self.processor,
+            pil_images,
+            self.mode,
+            device=self.device,
+            dtype=self.dtype,
+            tile_size=self.tile_size,
+            tile_overlap=self.tile_overlap,
+            batch_size=self.batch_size,
+            max_pixels=self.max_pixels,
         )
-        return [output["probabilities"].float().cpu().numpy().astype(np.float32, copy=False) for output in outputs]
-
-    def _predict_resized(self, images: list[Image.Image]) -> list[np.ndarray]:
-        inputs = self.processor(images=images, do_resize=True, return_tensors="pt")
-        logits = self._forward(inputs["pixel_values"])
-        return self._post_process(logits, [_image_size(image) for image in images], do_resize=True)
-
-    def _same_size_batches(self, images: list[Image.Image]) -> Iterable[list[int]]:
-        groups: dict[tuple[int, int], list[int]] = {}
-        for index, image in enumerate(images):
-            groups.setdefault(_image_size(image), []).append(index)
-        for indices in groups.values():
-            for start in range(0, len(indices), self.batch_size):
-                yield indices[start : start + self.batch_size]
-
-    def _predict_native(self, images: list[Image.Image]) -> list[np.ndarray]:
-        inputs = self.processor(images=images, do_resize=False, do_pad=True, return_tensors="pt")
-        logits = self._forward(inputs["pixel_values"])
-        return self._post_process(logits, [_image_size(image) for image in images], do_resize=False)
-
-    def _predict_tiled(self, image: Image.Image) -> np.ndarray:
-        height, width = _image_size(image)
-        tile_h, tile_w = min(self.tile_size, height), min(self.tile_size, width)
-        ys = tile_starts(height, self.tile_size, self.tile_overlap)
-        xs = tile_starts(width, self.tile_size, self.tile_overlap)
-        y_weights, x_weights = tile_weights(ys, tile_h), tile_weights(xs, tile_w)
-        tiles = [(iy, ix) for iy in range(len(ys)) for ix in range(len(xs))]
-
-        def predict_tiles(chunk: list[tuple[int, int]]) -> list[np.ndarray]:
-            # Tiles are cut from the image and normalised one batch at a time, so that memory does not grow with
-            # the image beyond the image itself and the two float32 accumulators.
-            crops = [image.crop((xs[ix], ys[iy], xs[ix] + tile_w, ys[iy] + tile_h)) for iy, ix in chunk]
-            # The processor's native-mode padding: one tile of the size of the image is exactly the native input.
-            batch = self.processor(images=crops, do_resize=False, do_pad=True, return_tensors="pt")["pixel_values"]
-            return self._post_process(self._forward(batch), [(tile_h, tile_w)] * len(chunk), do_resize=False)
-
-        if len(tiles) == 1:  # the image fits in one tile: exactly the native prediction
-            return predict_tiles(tiles)[0]
-        accumulated = np.zeros((height, width), dtype=np.float32)
-        total_weight = np.zeros((height, width), dtype=np.float32)
-        for start in range(0, len(tiles), self.batch_size):
-            chunk = tiles[start : start + self.batch_size]
-            for (iy, ix), probability in zip(chunk, predict_tiles(chunk), strict=True):
-                weight = np.outer(y_weights[iy], x_weights[ix]).astype(np.float32)
-                window = (slice(ys[iy], ys[iy] + tile_h), slice(xs[ix], xs[ix] + tile_w))
-                accumulated[window] += weight * probability
-                total_weight[window] += weight
-        return accumulated / total_weight
 
 
 def predict_probabilities(
