@@ -397,11 +397,10 @@ def run(args, accelerator) -> int:
     """Build the data, the model and the trainer, and train; returns the process exit status."""
     from accelerate.utils import set_seed
 
-    from sparsevit_hf.training import HubSync, IMLTrainer, TrainingArguments
+    from sparsevit_hf.training import HubSync, IMLTrainer, TrainingArguments, log_distributed_setup
 
     _set_up_logging(accelerator)
-    logger.info("%d process(es), distributed type %s, device %s, mixed precision %s", accelerator.num_processes,
-                accelerator.distributed_type, accelerator.device, accelerator.mixed_precision)
+    log_distributed_setup(accelerator)  # warns when the accelerate config asked for FSDP / DeepSpeed and got DDP
     set_seed(args.seed)
 
     hub = None
