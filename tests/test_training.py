@@ -659,13 +659,14 @@ def _free_port() -> int:
 
 
 def test_two_cpu_processes_train_evaluate_and_checkpoint(tmp_path):
-    """`accelerate launch --multi_gpu --num_processes 2 ... --cpu`: two gloo processes; each evaluation image is
-    counted exactly once although 5 images do not split evenly into 2 processes x batches of 2, and DDP finds every
-    gradient in its parameter's layout (no "Grad strides do not match bucket view strides" warning)."""
+    """`accelerate launch --config_file examples/accelerate_configs/ddp_cpu_2proc.yaml ... --cpu`: two gloo
+    processes; each evaluation image is counted exactly once although 5 images do not split evenly into 2 processes
+    x batches of 2, and DDP finds every gradient in its parameter's layout (no "Grad strides do not match bucket
+    view strides" warning)."""
     out = tmp_path / "run"
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        sys.executable, "-m", "accelerate.commands.launch",
+        "--config_file", str(REPO / "examples" / "accelerate_configs" / "ddp_cpu_2proc.yaml"),
         "--main_process_port", str(_free_port()), str(SCRIPT),
         *TINY, "--cpu", "--output_dir", str(out), "--max_train_steps", "2", "--checkpointing_steps", "2",
     ]

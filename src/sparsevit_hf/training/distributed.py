@@ -73,18 +73,21 @@ def log_distributed_setup(accelerator, environ: Mapping[str, str] | None = None)
 
 
 def use_channels_last_parameters(model: nn.Module) -> nn.Module:
-    """Store every 4-D parameter (the convolution weights) channels-last, the layout of the model's activations.
+    """Give the depthwise (C, 1, k, k) and 1 x 1 convolution weights the strides of their gradients under DDP.
 
     The convolution stages run on channels-last maps (see `modeling_sparsevit.elementwise_in_memory_order`), and a
-    convolution returns its weight gradient in the layout of its input: for depthwise (C, 1, k, k) and 1 x 1
-    weights that layout holds the same bytes in the same order, but with other strides for the size-1 dimension
-    (a (256, 1, 3, 3) gradient with strides (9, 1, 3, 1) for a weight with (9, 9, 3, 1)). DDP compares strides
-    exactly, so it copied those gradients into its buckets every step and warned "Grad strides do not match bucket
-    view strides". With the weights channels-last, weights, gradients and buckets agree; the values are unchanged.
+    convolution returns its weight gradient in the layout of its input. For these weights the channels-last layout
+    holds the same values in the same memory order as the default one, only the strides of the size-1 dimensions
+    differ (a (256, 1, 3, 3) gradient with strides (9, 1, 3, 1) for a weight with (9, 9, 3, 1)); DDP compares
+    strides exactly, so it copied those gradients into its buckets every step and warned "Grad strides do not
+    match bucket view strides". Giving the weights the channels-last strides changes no value, no memory order and
+    no kernel choice (the inputs are channels-last already). Weights whose two layouts differ in memory (the patch
+    embeddings) keep theirs: their gradients already match, and FSDP2 rejects parameters that are not contiguous.
     Returns `model` (changed in place).
     """
     with torch.no_grad():
         for parameter in model.parameters():
+            # True for the default layout only when no dimension but size-1 ones tells the two layouts apart.
             if parameter.ndim == 4 and parameter.is_contiguous(memory_format=torch.channels_last):
                 parameter.data = torch.empty_like(parameter, memory_format=torch.channels_last).copy_(parameter)
     return model
