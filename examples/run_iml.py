@@ -6,8 +6,9 @@
         --train_data /data/catnet_train.json --eval_data casia=/data/CASIAv1 columbia=/data/Columbia \\
         --uniformer_checkpoint uniformer_base_ls_in1k.pth --output_dir outputs/sparsevit
 
-One process per device through `accelerate launch` (DDP on several GPUs or machines; FSDP / DeepSpeed from the
-accelerate config), also plain `python examples/run_iml.py`. The defaults are the official recipe: AdamW (lr 2e-4,
+One process per device through `accelerate launch` (DDP on several GPUs or machines; FSDP2 / DeepSpeed from the
+accelerate config, ready-made ones in examples/accelerate_configs/, not yet verified on a GPU), also plain
+`python examples/run_iml.py`. The defaults are the official recipe: AdamW (lr 2e-4,
 betas 0.9/0.999, weight decay 0.05 except biases, norms, layer scales and fusion weights), 4 warm-up epochs then a
 per-step half-cycle cosine to 5e-7, batch 16 per device, 200 epochs, seed 42, the official augmentations, 512 px.
 Without --train_data it trains the `small` preset at 256 px on the built-in synthetic data set and evaluates on its

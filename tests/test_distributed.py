@@ -5,6 +5,7 @@ What needs GPUs (FSDP, DeepSpeed) runs in `benchmarks/gpu_distributed.sh`; its C
 2-process DDP run itself (and its lack of layout warnings) is `test_training.py::test_two_cpu_processes_...`.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -271,3 +272,46 @@ def test_a_checkpoint_without_model_weights_is_an_error_naming_it(tmp_path):
     except ImportError:
         with pytest.raises(ImportError, match=r"checkpoint-3 holds DeepSpeed ZeRO partitions"):
             checkpoint_state_dict(deepspeed.parent)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The GPU check script
+# ------------------------------------------------------------------------------------------------------------------
+def import_gpu_distributed():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import gpu_distributed
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    return gpu_distributed
+
+
+def test_gpu_distributed_dry_run_resumes_exactly_and_reloads_the_best_model_on_two_cpu_processes(tmp_path):
+    """`benchmarks/gpu_distributed.sh --dry-run`: the checks of every engine, with DDP on 2 gloo processes."""
+    output = tmp_path / "rows.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    command = ["bash", str(REPO / "benchmarks" / "gpu_distributed.sh"), "--dry-run", "--work-dir",
+               str(tmp_path / "runs"), "--output", str(output)]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1500, cwd=REPO)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    (row,) = json.loads(output.read_text())["rows"]
+    assert row["engine"] == "ddp-cpu" and row["distributed_type"] == "MULTI_CPU" and row["processes"] == 2
+    assert row["checkpoint_files"] == ["model.safetensors"]
+    assert row["best_reloaded"] and row["final_vs_best"] == 0.0 and row["checkpoint_vs_best"] == 0.0
+    assert row["resume_vs_straight"] == 0.0 and row["resume_log_equal"] and row["ok"]
+    assert "| ddp-cpu | MULTI_CPU | 2 |" in result.stdout
+
+
+def test_gpu_distributed_without_a_gpu_says_how_to_check_it_and_skips_what_cannot_run(monkeypatch, capsys):
+    gpu_distributed = import_gpu_distributed()
+    monkeypatch.setattr(gpu_distributed.torch.cuda, "is_available", lambda: False)
+    assert gpu_distributed.main([]) == 2
+    assert "--dry-run" in capsys.readouterr().err
+    assert gpu_distributed.unavailable("cuda") == "needs CUDA"
+    monkeypatch.setattr(gpu_distributed.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setitem(sys.modules, "deepspeed", None)  # import deepspeed raises ImportError
+    assert gpu_distributed.unavailable("deepspeed") == "deepspeed is not installed"
+    assert gpu_distributed.unavailable("cuda") is None
+    assert set(gpu_distributed.ENGINES) == {"ddp", "fsdp2-sharded", "fsdp2-full", "zero2", "zero3"}
+    assert all((CONFIGS / config).is_file() for config, _ in gpu_distributed.ENGINES.values())

@@ -4,6 +4,7 @@
 - `data`: loading the training specs, the epoch sampler and the augmented, reproducibly seeded training view;
 - `optimization`: AdamW parameter groups and the warm-up + cosine schedule;
 - `checkpoints`: atomic, resumable checkpoints and the run's JSON files;
+- `checkpoint_weights`: the model weights of a checkpoint written by any engine (DDP, FSDP, DeepSpeed);
 - `model_folders`: the output and best-model folders (`save_pretrained` / `from_pretrained`);
 - `hub_sync`: background pushes of the output folder to the Hub;
 - `distributed`: the engine asked for against the one obtained, and parameter layouts that suit DDP;
@@ -15,6 +16,7 @@ presets are `SparseViTConfig.from_preset`.
 """
 
 from .arguments import TrainingArguments
+from .checkpoint_weights import checkpoint_state_dict, export_checkpoint_model
 from .checkpoints import (
     CHECKPOINT_PREFIX,
     COMPLETE_MARKER,
@@ -51,9 +53,11 @@ __all__ = [
     "TrainingProgress",
     "batch_seed",
     "card_run_info",
+    "checkpoint_state_dict",
     "create_lr_scheduler",
     "create_optimizer",
     "engine_mismatch",
+    "export_checkpoint_model",
     "is_better",
     "is_hub_id",
     "latest_checkpoint",
