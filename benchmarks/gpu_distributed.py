@@ -15,9 +15,10 @@ For each engine (`examples/accelerate_configs/<config>`), in full precision so t
 
 Checked afterwards, on the CPU of the calling process: the distributed type each run got (from its log); the
 checkpoint's model weights, read whatever the engine's format (`training.checkpoint_weights`), against the best
-model saved at the same step; the final model folder (`from_pretrained`) against the best model (the reload); the
-resumed run's final weights and log against the straight run's (max |difference|; GPU kernels need not be
-bitwise deterministic, so up to `--tolerance` passes). An engine that cannot run here (no CUDA, no `deepspeed`) is
+model saved at the same step; the final model folder (`from_pretrained`) against the best model, and the best
+model against the step-4 checkpoint (the reload must have replaced those weights); the resumed run's step-4
+checkpoint and log against the straight run's (max |difference|; GPU kernels need not be bitwise deterministic,
+so up to `--tolerance` passes). An engine that cannot run here (no CUDA, no `deepspeed`) is
 listed as skipped with the reason.
 """
 
@@ -126,18 +127,21 @@ def check_engine(name: str, config: str, processes: int, work: Path, extra: list
     row["checkpoint_vs_best"] = max_difference(checkpoint_state_dict(checkpoint), best)
     results = json.loads((straight / "all_results.json").read_text())
     row["best_reloaded"] = results["weights"] == "best" and results["best_step"] == 2
-    final = folder_state(straight)
-    row["final_vs_best"] = max_difference(final, best)
+    row["final_vs_best"] = max_difference(folder_state(straight), best)
+    last = checkpoint_state_dict(straight / "checkpoint-4")
+    row["best_vs_last"] = max_difference(last, best)  # > 0: the reload really replaced the step-4 weights
 
     resumed.mkdir()
     for part in ("checkpoint-2", "best_model"):
         shutil.copytree(straight / part, resumed / part)
     launch(config, processes, resumed, [*extra, "--resume_from_checkpoint", "latest"], timeout)
-    row["resume_vs_straight"] = max_difference(folder_state(resumed), final)
+    # The final folders hold the step-2 best model; the step-4 checkpoints hold what training computed.
+    row["resume_vs_straight"] = max_difference(checkpoint_state_dict(resumed / "checkpoint-4"), last)
     logs = [[json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()] for run in (straight, resumed)]
     row["resume_log_equal"] = logs[0] == logs[1]
     row["ok"] = (
-        row["best_reloaded"] and row["final_vs_best"] == 0.0 and row["checkpoint_vs_best"] <= tolerance
+        row["best_reloaded"] and row["final_vs_best"] == 0.0 and row["best_vs_last"] > 0.0
+        and row["checkpoint_vs_best"] <= tolerance
         and row["resume_vs_straight"] <= tolerance and not row["engine_warning"]
     )
     return row
@@ -174,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {rows[-1]}", file=sys.stderr)
 
     headers = ["engine", "type got", "processes", "train s", "checkpoint files", "checkpoint vs best",
-               "best reloaded, final == best", "resume vs straight (weights, log)", "result"]
+               "best reloaded, final == best, best vs step 4", "resume vs straight (step-4 weights, log)", "result"]
     table = []
     for row in rows:
         if "skipped" in row or "failed" in row:
@@ -184,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         table.append([
             row["engine"], row["distributed_type"], row["processes"], row["train_s"],
             ", ".join(row["checkpoint_files"]), f"{row['checkpoint_vs_best']:.1e}",
-            f"{row['best_reloaded']}, {row['final_vs_best'] == 0.0}",
+            f"{row['best_reloaded']}, {row['final_vs_best'] == 0.0}, {row['best_vs_last']:.1e}",
             f"{row['resume_vs_straight']:.1e}, log {'equal' if row['resume_log_equal'] else 'DIFFERS'}",
             "ok" if row["ok"] else "FAILED",
         ])

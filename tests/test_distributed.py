@@ -185,6 +185,8 @@ def test_deepspeed_configs(stage, monkeypatch):
     # ZeRO-3 partitions the parameters: the model folders need them gathered at save time.
     assert zero["stage3_gather_16bit_weights_on_model_save"] == (stage == 3)
     assert plugin.deepspeed_config["train_micro_batch_size_per_gpu"] == "auto"  # run_iml's batch size
+    # No clipping, as the official recipe (left "auto", Accelerate would have DeepSpeed clip at 1.0).
+    assert "gradient_clipping" not in plugin.deepspeed_config
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -299,6 +301,7 @@ def test_gpu_distributed_dry_run_resumes_exactly_and_reloads_the_best_model_on_t
     assert row["engine"] == "ddp-cpu" and row["distributed_type"] == "MULTI_CPU" and row["processes"] == 2
     assert row["checkpoint_files"] == ["model.safetensors"]
     assert row["best_reloaded"] and row["final_vs_best"] == 0.0 and row["checkpoint_vs_best"] == 0.0
+    assert row["best_vs_last"] > 0.0  # the end of the run replaced the step-4 weights with the step-2 best model
     assert row["resume_vs_straight"] == 0.0 and row["resume_log_equal"] and row["ok"]
     assert "| ddp-cpu | MULTI_CPU | 2 |" in result.stdout
 
