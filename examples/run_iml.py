@@ -6,8 +6,9 @@
         --train_data /data/catnet_train.json --eval_data casia=/data/CASIAv1 columbia=/data/Columbia \\
         --uniformer_checkpoint uniformer_base_ls_in1k.pth --output_dir outputs/sparsevit
 
-One process per device through `accelerate launch` (DDP on several GPUs or machines; FSDP / DeepSpeed from the
-accelerate config), also plain `python examples/run_iml.py`. A CPU try-out of two processes (gloo):
+One process per device through `accelerate launch` (DDP on several GPUs or machines; FSDP2 / DeepSpeed from the
+accelerate config, ready-made ones in examples/accelerate_configs/, not yet verified on a GPU), also plain
+`python examples/run_iml.py`. A CPU try-out of two processes (gloo):
 
     accelerate launch --multi_gpu --num_processes 2 examples/run_iml.py --cpu
 
@@ -462,11 +463,10 @@ def run(args, accelerator) -> int:
     from accelerate.utils import set_seed
 
     from sparsevit_hf.inference.loading import ModelLoadError
-    from sparsevit_hf.training import HubSync, IMLTrainer, ResumeError, TrainingArguments
+    from sparsevit_hf.training import HubSync, IMLTrainer, ResumeError, TrainingArguments, log_distributed_setup
 
     _set_up_logging(accelerator)
-    logger.info("%d process(es), distributed type %s, device %s, mixed precision %s", accelerator.num_processes,
-                accelerator.distributed_type, accelerator.device, accelerator.mixed_precision)
+    log_distributed_setup(accelerator)  # warns when the accelerate config asked for FSDP / DeepSpeed and got DDP
     set_seed(args.seed)
 
     hub = None

@@ -4,8 +4,10 @@
 - `data`: loading the training specs, the epoch sampler and the augmented, reproducibly seeded training view;
 - `optimization`: AdamW parameter groups and the warm-up + cosine schedule;
 - `checkpoints`: atomic, resumable checkpoints and the run's JSON files;
+- `checkpoint_weights`: the model weights of a checkpoint written by any engine (DDP, FSDP, DeepSpeed);
 - `model_folders`: the output and best-model folders (`save_pretrained` / `from_pretrained`);
 - `hub_sync`: background pushes of the output folder to the Hub;
+- `distributed`: the engine asked for against the one obtained, and parameter layouts that suit DDP;
 - `run_card`: the run's settings and model-card fields;
 - `loop`: `IMLTrainer`, which ties them together.
 
@@ -14,6 +16,7 @@ presets are `SparseViTConfig.from_preset`.
 """
 
 from .arguments import TrainingArguments
+from .checkpoint_weights import checkpoint_state_dict, export_checkpoint_model
 from .checkpoints import (
     CHECKPOINT_PREFIX,
     COMPLETE_MARKER,
@@ -32,6 +35,7 @@ from .checkpoints import (
     write_json_atomic,
 )
 from .data import EpochSampler, IMLTrainingDataset, TrainingData, batch_seed, load_training_data, training_loader
+from .distributed import engine_mismatch, log_distributed_setup, requested_engine, use_channels_last_parameters
 from .hub_sync import HubSync
 from .loop import IMLTrainer, is_better
 from .model_folders import BEST_MODEL_DIR, load_best_model, save_best_model, save_model_folder
@@ -54,8 +58,11 @@ __all__ = [
     "batch_seed",
     "card_run_info",
     "check_run_shape",
+    "checkpoint_state_dict",
     "create_lr_scheduler",
     "create_optimizer",
+    "engine_mismatch",
+    "export_checkpoint_model",
     "is_better",
     "is_hub_id",
     "latest_checkpoint",
@@ -63,8 +70,10 @@ __all__ = [
     "load_best_model",
     "load_training_state",
     "load_training_data",
+    "log_distributed_setup",
     "no_weight_decay",
     "parameter_groups",
+    "requested_engine",
     "resolve_checkpoint",
     "rotate_checkpoints",
     "run_settings",
@@ -73,6 +82,7 @@ __all__ = [
     "save_checkpoint",
     "save_model_folder",
     "training_loader",
+    "use_channels_last_parameters",
     "write_history",
     "write_json_atomic",
 ]

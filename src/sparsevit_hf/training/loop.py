@@ -28,6 +28,7 @@ from .checkpoints import (
     write_json_atomic,
 )
 from .data import TrainingData, batch_seed, training_loader
+from .distributed import distributed_type_name, use_channels_last_parameters
 from .hub_sync import HubSync
 from .model_folders import BEST_MODEL_DIR, load_best_model, save_best_model, save_model_folder
 from .optimization import create_lr_scheduler, create_optimizer
@@ -81,6 +82,8 @@ class IMLTrainer:
             num_workers=args.dataloader_num_workers,
         )
         self.sampler = loader.sampler
+        if distributed_type_name(accelerator).startswith("MULTI_"):  # DDP: gradients in their buckets' layout
+            use_channels_last_parameters(model)
         optimizer = create_optimizer(
             model, args.learning_rate, args.weight_decay, (args.adam_beta1, args.adam_beta2), args.adam_epsilon
         )

@@ -66,7 +66,8 @@ def load_best_model(accelerator, model: nn.Module, folder: str | os.PathLike) ->
     The folder is read by `from_pretrained` of the model's class (through `load_pretrained`: missing or unexpected
     weights raise `ModelLoadError`), so one `model.safetensors`, shards with their index or `pytorch_model.bin` all
     load. The full state dict then goes in through `torch.distributed.checkpoint`'s `set_model_state_dict`, which
-    also places it into sharded (FSDP) parameters.
+    also places it into sharded (FSDP) parameters, or, under DeepSpeed ZeRO-3, into the parameters gathered for the
+    purpose.
     """
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
@@ -75,8 +76,18 @@ def load_best_model(accelerator, model: nn.Module, folder: str | os.PathLike) ->
     folder = Path(folder)
     unwrapped = accelerator.unwrap_model(model)
     best = load_pretrained(type(unwrapped), folder, config=unwrapped.config, dtype=next(unwrapped.parameters()).dtype)
-    fsdp = str(accelerator.distributed_type).endswith("FSDP")
-    set_model_state_dict(
-        model if fsdp else unwrapped, best.state_dict(), options=StateDictOptions(full_state_dict=True, strict=True)
-    )
+    engine = str(accelerator.distributed_type).rpartition(".")[2]
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None) if engine == "DEEPSPEED" else None
+    if plugin is not None and plugin.zero_stage == 3:
+        import deepspeed
+
+        # ZeRO-3 partitions every parameter: gather them, load (the buffers, never partitioned, on every process),
+        # and let the context re-partition the main process's values.
+        with deepspeed.zero.GatheredParameters(list(unwrapped.parameters()), modifier_rank=0):
+            unwrapped.load_state_dict(best.state_dict(), strict=True)
+    else:
+        set_model_state_dict(
+            model if engine == "FSDP" else unwrapped, best.state_dict(),
+            options=StateDictOptions(full_state_dict=True, strict=True),
+        )
     return json.loads((folder / EVAL_RESULTS_NAME).read_text(encoding="utf-8"))
