@@ -400,10 +400,9 @@ def _set_up_logging(accelerator) -> None:
 # ------------------------------------------------------------------------------------------------------------------
 # Main
 # ------------------------------------------------------------------------------------------------------------------
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
-
-
 def main(argv: list[str] | None = None) -> int:
+    from sparsevit_hf.training.interruption import EXIT_INTERRUPTED, interrupted_message, resume_command
+
     args = parse_args(argv)
     accelerator = make_accelerator(args)
     interrupts = []
@@ -429,33 +428,12 @@ def main(argv: list[str] | None = None) -> int:
         accelerator.end_training()
     if status == EXIT_INTERRUPTED or interrupts:
         if accelerator.is_main_process:
-            print(interrupted_message(args, accelerator.num_processes, argv), file=sys.stderr, flush=True)
+            script = sys.argv[0] if argv is None else os.path.relpath(__file__)
+            arguments = sys.argv[1:] if argv is None else argv
+            command = resume_command(script, arguments, accelerator.num_processes)
+            print(interrupted_message(args.output_dir, command), file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
     return status
-
-
-def interrupted_message(args, num_processes: int, argv: list[str] | None) -> str:
-    """One line for Ctrl-C: the last complete checkpoint and the command that resumes from it."""
-    import shlex
-
-    from sparsevit_hf.training import latest_checkpoint
-
-    arguments = list(sys.argv[1:] if argv is None else argv)
-    if "--resume_from_checkpoint" in arguments:  # replaced by `latest` below
-        index = arguments.index("--resume_from_checkpoint")
-        del arguments[index : index + 2]
-    arguments = [argument for argument in arguments if not argument.startswith("--resume_from_checkpoint=")]
-    launcher = ["python"]
-    if "LOCAL_RANK" in os.environ:  # started by `accelerate launch` (or torchrun)
-        launcher = ["accelerate", "launch"] + (["--multi_gpu", "--num_processes", str(num_processes)]
-                                               if num_processes > 1 else [])
-    script = sys.argv[0] if argv is None else os.path.relpath(__file__)
-    command = shlex.join([*launcher, script, *arguments, "--resume_from_checkpoint", "latest"])
-    checkpoint = latest_checkpoint(args.output_dir)
-    if checkpoint is None:
-        return (f"run_iml: interrupted; no complete checkpoint in {args.output_dir} yet (save them with "
-                f"--checkpointing_steps), so the run starts afresh with: {command}")
-    return f"run_iml: interrupted; the last complete checkpoint is {checkpoint}; resume with: {command}"
 
 
 def run(args, accelerator) -> int:

@@ -220,3 +220,16 @@ def test_help_shows_the_cpu_try_out_form_that_accelerate_accepts():
     assert "accelerate launch --multi_gpu --num_processes N examples/run_iml.py --cpu" in help_text
     readme = " ".join((REPO / "README.md").read_text().split())
     assert "accelerate launch --multi_gpu --num_processes 2 examples/run_iml.py --cpu" in readme
+
+
+def test_the_resume_command_replaces_any_earlier_resume_argument(monkeypatch):
+    from sparsevit_hf.training.interruption import resume_command
+
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    for given in (["--resume_from_checkpoint", "out/checkpoint-2"], ["--resume_from_checkpoint=out/checkpoint-2"]):
+        command = resume_command("run_iml.py", ["--output_dir", "out", *given, "--seed", "3"], num_processes=1)
+        assert command == "python run_iml.py --output_dir out --seed 3 --resume_from_checkpoint latest"
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert resume_command("run_iml.py", ["--cpu"], num_processes=2).startswith(
+        "accelerate launch --multi_gpu --num_processes 2 run_iml.py --cpu"
+    )
