@@ -9,7 +9,7 @@ Two choices make the masks carry no information about *where* tampering is:
   size makes them: a region whose box spans a fifth of the side touches a border about 40% of the time.
 * **log-uniform total area** between `region_fraction` (default 1% and 30% of the image): every octave of size is
   as frequent as any other, so small regions (hard to find, worthless to a predictor that flags everything) are as
-  common as large ones, and the mean area stays near 8.5%, which keeps "every pixel manipulated" a weak answer.
+  common as large ones, and the mean area stays near 9%, which keeps "every pixel manipulated" a weak answer.
 
 A sample has two regions with probability `two_region_p` (when the drawn total area is at least twice the
 smallest); they share the drawn total area.
