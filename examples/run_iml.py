@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="after loading --uniformer_checkpoint, re-initialise Linear and LayerNorm layers as the official code "
         "does")
     add("--drop_path_rate", type=float, default=None, help="stochastic depth rate (default: the preset's)")
+    add("--dice_loss_weight", type=float, default=None,
+        help="weight of a soft Dice term added to the BCE loss (default: the model's, 0 = the official BCE alone)")
     add("--gradient_checkpointing", action="store_true", help="trade compute for memory")
 
     data = parser.add_argument_group("data")
@@ -191,6 +193,8 @@ def _check_ranges(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         parser.error(f"--max_grad_norm must be positive, got {args.max_grad_norm}")
     if args.drop_path_rate is not None and not 0.0 <= args.drop_path_rate < 1.0:
         parser.error(f"--drop_path_rate must be in [0, 1), got {args.drop_path_rate}")
+    if args.dice_loss_weight is not None and args.dice_loss_weight < 0:
+        parser.error(f"--dice_loss_weight must be >= 0, got {args.dice_loss_weight}")
     if not 0.0 <= args.threshold <= 1.0:
         parser.error(f"--threshold must be in [0, 1], got {args.threshold}")
     if args.image_size < 32 or args.image_size % 32:
@@ -338,6 +342,8 @@ def build_model_and_processor(args):
     from sparsevit_hf.inference.loading import load_pretrained
 
     overrides = {} if args.drop_path_rate is None else {"drop_path_rate": args.drop_path_rate}
+    if args.dice_loss_weight is not None:
+        overrides["dice_loss_weight"] = args.dice_loss_weight
     processor = None
     if args.model_name_or_path is not None:  # missing or unexpected weights raise ModelLoadError
         model = load_pretrained(AutoModelForSemanticSegmentation, args.model_name_or_path, token=args.hub_token,

@@ -151,6 +151,21 @@ def test_loss_is_bce_of_logits_upsampled_to_the_label_size(tiny_config, label_sh
     torch.testing.assert_close(outputs.loss, expected)
 
 
+def test_dice_loss_weight_adds_a_soft_dice_term_over_the_batch(tiny_config):
+    pixel_values = torch.randn(2, 3, 64, 64)
+    labels = torch.rand(2, 64, 64) > 0.7
+    tiny_config.dice_loss_weight = 0.5
+    model = SparseViTForManipulationLocalization(tiny_config).eval()
+    with torch.no_grad():
+        outputs = model(pixel_values, labels=labels)
+    upsampled = F.interpolate(outputs.logits, size=(64, 64), mode="bilinear", align_corners=False)[:, 0]
+    bce = F.binary_cross_entropy_with_logits(upsampled, labels.float())
+    p = upsampled.sigmoid()
+    dice = (2 * (p * labels).sum() + 1) / (p.sum() + labels.sum() + 1)
+    torch.testing.assert_close(outputs.loss, bce + 0.5 * (1 - dice))
+    assert SparseViTConfig().dice_loss_weight == 0  # the official loss unless asked
+
+
 def test_labels_that_are_not_binary_masks_are_rejected(tiny_config):
     model = SparseViTForManipulationLocalization(tiny_config)
     with pytest.raises(ValueError, match="binary masks"):

@@ -102,6 +102,10 @@ class SparseViTConfig(PreTrainedConfig):
             rate doubles, the "global" S = 1 blocks included. Use it to reproduce the official model's outputs at
             sizes other than 512 (the official code is defined on square inputs whose grids are multiples of L;
             the rule applies per axis elsewhere). Without it, S is kept at every size (the paper's meaning).
+        dice_loss_weight (`float`, defaults to 0.0): Weight of a soft Dice term added to the binary cross-entropy
+            training loss (0: the official loss, BCE alone). Small tampered regions are a few percent of the
+            pixels, and BCE alone lets a model trained from scratch settle on "nothing is manipulated"; the Dice
+            term, computed over the whole batch, pays for the overlap with the regions whatever their size.
 
     The head has a single output channel (the logit of "manipulated"), so the labels are always two classes:
     `id2label` defaults to `{0: "authentic", 1: "manipulated"}` (the names may change), and any other `num_labels`
@@ -128,6 +132,7 @@ class SparseViTConfig(PreTrainedConfig):
     patch_embedding_layer_norm_eps: float = 1e-5
     initializer_range: float = 0.02
     official_grouping_size: int | None = None
+    dice_loss_weight: float | int = 0.0
 
     def __post_init__(self, **kwargs):
         if self.sparsity_rates is None:

@@ -432,7 +432,8 @@ class SparseViTForManipulationLocalization(SparseViTPreTrainedModel):
             Normalised images of at least 32 x 32 pixels.
         labels (`torch.Tensor` of shape `(batch_size, height, width)` or `(batch_size, 1, height, width)`, *optional*):
             Ground-truth masks with values 0 (authentic) and 1 (manipulated), float, integer or bool. The loss is
-            the binary cross-entropy of the logits upsampled bilinearly to the label size.
+            the binary cross-entropy of the logits upsampled bilinearly to the label size, plus
+            `config.dice_loss_weight` times the soft Dice loss of their probabilities over the batch.
 
         Returns `logits` of shape `(batch_size, 1, ceil(height / 16), ceil(width / 16))`; upsampled bilinearly
         (align_corners=False) to the input size they are the official pre-sigmoid output.
@@ -448,6 +449,10 @@ class SparseViTForManipulationLocalization(SparseViTPreTrainedModel):
             labels = check_labels(labels, pixel_values)
             upsampled = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
             loss = F.binary_cross_entropy_with_logits(upsampled[:, 0].float(), labels)
+            if self.config.dice_loss_weight:
+                probabilities = upsampled[:, 0].float().sigmoid()
+                dice = (2.0 * (probabilities * labels).sum() + 1.0) / (probabilities.sum() + labels.sum() + 1.0)
+                loss = loss + self.config.dice_loss_weight * (1.0 - dice)
 
         return SemanticSegmenterOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
