@@ -407,9 +407,9 @@ def _set_up_logging(accelerator) -> None:
 # Main
 # ------------------------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)  # before any import of the package: --help and argument errors need no torch
     from sparsevit_hf.training.interruption import EXIT_INTERRUPTED, interrupted_message, resume_command
 
-    args = parse_args(argv)
     accelerator = make_accelerator(args)
     interrupts = []
 

@@ -213,10 +213,10 @@ def test_an_rgb_boolean_mask_with_one_channel_set_is_authentic_everywhere(proces
 
 
 def test_one_extension_list_everywhere(tmp_path):
-    from sparsevit_hf.cli import predict as predict_cli
+    from sparsevit_hf.inference import files as predict_files  # what sparsevit-predict scans folders with
 
     assert data.IMAGE_EXTENSIONS is inference.IMAGE_EXTENSIONS is decoder.IMAGE_EXTENSIONS
-    assert predict_cli.IMAGE_EXTENSIONS is decoder.IMAGE_EXTENSIONS
+    assert predict_files.IMAGE_EXTENSIONS is decoder.IMAGE_EXTENSIONS
     assert {".jpg", ".png", ".tif", ".bmp", ".webp", ".jp2", ".tga", ".pgm", ".pbm"} <= decoder.IMAGE_EXTENSIONS
     for suffix in (".jp2", ".tga", ".pbm"):  # scanned by the data loaders as by sparsevit-predict
         folder = tmp_path / suffix[1:]
