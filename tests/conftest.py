@@ -107,6 +107,18 @@ def predict_without_package(folder, image_path, tmp_path):
     return torch.load(tmp_path / "logits.pt"), stdout.split()
 
 
+def save_model_folder(folder, config, seed=0):
+    """Save a randomly initialised SparseViT of `config` (seeded) with a 64 x 64 processor into `folder`."""
+    import torch
+
+    from sparsevit_hf import SparseViTForManipulationLocalization, SparseViTImageProcessor
+
+    torch.manual_seed(seed)
+    SparseViTForManipulationLocalization(config).save_pretrained(folder)
+    SparseViTImageProcessor(size={"height": 64, "width": 64}).save_pretrained(folder)
+    return folder
+
+
 def save_tiny_localizer(folder, seed=0):
     """Save a tiny SparseViT (64 x 64 processor) whose probabilities on noise images straddle 0.5, so that both
     labels appear, with its Endpoint files; return the model and the processor."""

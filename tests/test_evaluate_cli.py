@@ -11,10 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from conftest import save_model_folder
 from PIL import Image
 
-from sparsevit_hf import SparseViTForManipulationLocalization, SparseViTImageProcessor
 from sparsevit_hf.cli.evaluate import main
 from sparsevit_hf.evaluation import BASELINE_FILE, ContentFreePredictor, iml_metrics
 from sparsevit_hf.inference import Predictor, load_model
@@ -28,12 +27,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture
 def model_dir(tiny_config, tmp_path):
-    torch.manual_seed(0)
     tiny_config.layer_scale_init_value = 0.3
-    folder = tmp_path / "model"
-    SparseViTForManipulationLocalization(tiny_config).save_pretrained(folder)
-    SparseViTImageProcessor(size={"height": 64, "width": 64}).save_pretrained(folder)
-    return folder
+    return save_model_folder(tmp_path / "model", tiny_config)
 
 
 def write_folder(root: Path, sizes, corrupt: bool = False) -> Path:

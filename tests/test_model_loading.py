@@ -6,9 +6,10 @@ import shutil
 
 import pytest
 import torch
+from conftest import save_model_folder
 from safetensors.torch import load_file, save_file
 
-from sparsevit_hf import SparseViTConfig, SparseViTForManipulationLocalization, SparseViTImageProcessor
+from sparsevit_hf import SparseViTConfig, SparseViTForManipulationLocalization
 from sparsevit_hf.cli.predict import main as predict_main
 from sparsevit_hf.inference import ModelLoadError, check_model_folder, load_model
 from sparsevit_hf.training import load_best_model
@@ -18,11 +19,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture
 def model_dir(tmp_path):
-    torch.manual_seed(0)
-    folder = tmp_path / "model"
-    SparseViTForManipulationLocalization(SparseViTConfig.from_preset("tiny")).save_pretrained(folder)
-    SparseViTImageProcessor(size={"height": 64, "width": 64}).save_pretrained(folder)
-    return folder
+    return save_model_folder(tmp_path / "model", SparseViTConfig.from_preset("tiny"))
 
 
 @pytest.fixture

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from conftest import save_model_folder
 from PIL import Image, ImageOps
 
-from sparsevit_hf import SparseViTForManipulationLocalization, SparseViTImageProcessor
 from sparsevit_hf.cli.predict import collect_inputs, main, output_names
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
@@ -22,12 +21,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture
 def model_dir(tiny_config, tmp_path):
-    torch.manual_seed(0)
     tiny_config.layer_scale_init_value = 0.3
-    folder = tmp_path / "model"
-    SparseViTForManipulationLocalization(tiny_config).save_pretrained(folder)
-    SparseViTImageProcessor(size={"height": 64, "width": 64}).save_pretrained(folder)
-    return folder
+    return save_model_folder(tmp_path / "model", tiny_config)
 
 
 def rgb_array(height, width, seed=0):

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from conftest import save_model_folder
 from PIL import Image
 
-from sparsevit_hf import SparseViTConfig, SparseViTForManipulationLocalization, SparseViTImageProcessor
+from sparsevit_hf import SparseViTConfig
 from sparsevit_hf.cli import predict
 from sparsevit_hf.cli.predict import collect_inputs, main
 
@@ -26,11 +26,7 @@ SRC = Path(predict.__file__).resolve().parents[2]
 
 @pytest.fixture
 def model_dir(tmp_path):
-    torch.manual_seed(0)
-    folder = tmp_path / "model"
-    SparseViTForManipulationLocalization(SparseViTConfig.from_preset("tiny")).save_pretrained(folder)
-    SparseViTImageProcessor(size={"height": 64, "width": 64}).save_pretrained(folder)
-    return folder
+    return save_model_folder(tmp_path / "model", SparseViTConfig.from_preset("tiny"))
 
 
 def save_image(path: Path, seed: int = 0) -> Path:
