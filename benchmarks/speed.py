@@ -150,7 +150,7 @@ def count_flops(sizes: list[int]) -> dict[str, float]:
 
 def child_ceiling(spec: dict) -> dict:
     device, n = spec["device"], spec["matmul_size"]
-    out = {}
+    out = {"matmul_size": n}
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         a = torch.randn(n, n, device=device).to(dtype)
         b = torch.randn(n, n, device=device).to(dtype)
@@ -304,7 +304,7 @@ def run_child(spec: dict, timeout: float, env: dict | None = None) -> dict:
 
 def plan(args) -> list[dict]:
     common = {"device": args.device, "threads": args.threads}
-    specs = [{"kind": "ceiling", "matmul_size": 2048, "repeats": 5, "sizes": args.sizes, **common}]
+    specs = [{"kind": "ceiling", "matmul_size": args.matmul_size, "repeats": 5, "sizes": args.sizes, **common}]
     if args.official_path:
         specs.append(
             {
@@ -366,7 +366,8 @@ def plan(args) -> list[dict]:
                     **common,
                 }
             )
-    specs.append({"kind": "ceiling", "matmul_size": 2048, "repeats": 5, **common})  # did the machine change?
+    # Again at the end: did the machine change during the run?
+    specs.append({"kind": "ceiling", "matmul_size": args.matmul_size, "repeats": 5, **common})
     return specs
 
 
@@ -404,7 +405,7 @@ def tables(results: list[dict], machine: dict) -> str:
     parts = []
     if ceiling:
         parts.append(
-            "Matrix-product ceiling (2048^3 torch.mm): "
+            f"Matrix-product ceiling ({ceiling.get('matmul_size', 2048)}^3 torch.mm): "
             f"fp32 {ceiling['matmul_fp32_gflops']:.0f} GFLOP/s, "
             f"bf16 {ceiling['matmul_bf16_gflops']:.0f} GFLOP/s at the "
             "start of the run"
@@ -535,6 +536,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-batch", type=int, default=2)
     parser.add_argument("--train-repeats", type=int, default=3)
     parser.add_argument("--official-path", help="folder holding the official SparseViT_Mul.py (optional)")
+    parser.add_argument("--matmul-size", type=int, default=2048,
+                        help="side of the square matrix product that measures the ceiling (default 2048)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--omp-wait-policy", choices=["active", "passive"],
                         help="OMP_WAIT_POLICY of the measuring processes (default: inherited). On a CPU shared with "

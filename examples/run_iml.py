@@ -450,7 +450,7 @@ def run(args, accelerator) -> int:
     from sparsevit_hf.training import HubSync, IMLTrainer, ResumeError, TrainingArguments, log_distributed_setup
 
     _set_up_logging(accelerator)
-    log_distributed_setup(accelerator)  # warns when the accelerate config asked for FSDP / DeepSpeed and got DDP
+    log_distributed_setup(accelerator)  # warns on an engine that fell back (FSDP / DeepSpeed) or a slow precision
     set_seed(args.seed)
 
     hub = None

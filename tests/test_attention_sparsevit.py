@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from sparsevit_hf import SparseViTForManipulationLocalization
+from sparsevit_hf import SparseViTForManipulationLocalization, attention_sparsevit
 from sparsevit_hf.attention_sparsevit import (
     ATTENTION_FUNCTIONS,
     blocked_attention_forward,
@@ -61,16 +61,23 @@ def test_blocked_attention_never_holds_more_scores_than_its_budget(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "dtype, tokens, device, expected",
+    "dtype, tokens, device, native_bf16, expected",
     [
-        (torch.bfloat16, 16, "cpu", True),  # bf16 on a CPU: blocked at every shape
-        (torch.bfloat16, 4096, "cpu", True),
-        (torch.float32, 64, "cpu", True),  # fp32: blocked for the short sequences of the sparsest blocks
-        (torch.float32, 256, "cpu", False),  # ... and torch's fused kernel from 256 tokens up
-        (torch.bfloat16, 1024, "meta", False),  # never off the CPU
+        (torch.bfloat16, 16, "cpu", True, True),  # bf16 on a CPU with native bf16 products: blocked at every shape
+        (torch.bfloat16, 4096, "cpu", True, True),
+        (torch.bfloat16, 16, "cpu", False, False),  # ... without them (AVX2): torch's kernel, which computes in fp32
+        (torch.bfloat16, 4096, "cpu", False, False),
+        (torch.float32, 64, "cpu", False, True),  # fp32: blocked for the short sequences of the sparsest blocks
+        (torch.float32, 256, "cpu", True, False),  # ... and torch's fused kernel from 256 tokens up
+        (torch.float16, 64, "cpu", True, False),  # fp16: always torch's kernel
+        (torch.bfloat16, 1024, "meta", True, False),  # never off the CPU
     ],
 )
-def test_the_dispatch_rule_follows_dtype_sequence_length_and_device(dtype, tokens, device, expected):
+def test_the_dispatch_rule_follows_dtype_sequence_length_device_and_the_cpus_bf16_support(
+    monkeypatch, dtype, tokens, device, native_bf16, expected
+):
+    native = lambda dtype: dtype != torch.bfloat16 or native_bf16  # noqa: E731
+    monkeypatch.setattr(attention_sparsevit, "cpu_has_fast_matmul", native)
     query = torch.empty(1, 2, tokens, 16, dtype=dtype, device=device)
     with torch.no_grad():
         assert prefers_blocked_attention(query, query) is expected

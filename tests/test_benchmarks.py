@@ -53,7 +53,7 @@ def test_speed_measures_every_planned_configuration_and_reprints_a_saved_run(tmp
     output = tmp_path / "speed.json"
     args = ["--sizes", "64", "--dtypes", "fp32", "bf16", "--attn", "sdpa", "--no-compile", "--no-train",
             "--warmup", "0", "--repeats", "1", "--min-repeats", "1", "--throughput-sizes", "64",
-            "--throughput-batch", "2", "--output", str(output)]
+            "--throughput-batch", "2", "--matmul-size", "256", "--output", str(output)]
     printed = run_script("speed.py", *args).stdout
     saved = json.loads(output.read_text())
     kinds = [r["kind"] for r in saved["results"]]

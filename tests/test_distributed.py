@@ -84,9 +84,9 @@ def test_the_requested_engine_is_read_from_the_launchers_variables_as_accelerate
     assert requested_engine(environ) == engine
 
 
-def fake_accelerator(distributed_type, device="cpu", processes=2):
+def fake_accelerator(distributed_type, device="cpu", processes=2, mixed_precision="no"):
     return SimpleNamespace(distributed_type=distributed_type, device=torch.device(device), num_processes=processes,
-                           mixed_precision="no")
+                           mixed_precision=mixed_precision)
 
 
 def test_a_run_that_asked_for_fsdp_or_deepspeed_and_got_plain_ddp_is_told_so(caplog):
@@ -102,9 +102,21 @@ def test_a_run_that_asked_for_fsdp_or_deepspeed_and_got_plain_ddp_is_told_so(cap
     assert engine_mismatch(ddp_on_cpu, {}) is None
 
     with caplog.at_level("INFO", logger="sparsevit_hf"):
-        assert log_distributed_setup(ddp_on_cpu, {"ACCELERATE_USE_FSDP": "true"}) == message
+        assert log_distributed_setup(ddp_on_cpu, {"ACCELERATE_USE_FSDP": "true"}) == [message]
     assert "2 process(es), distributed type DistributedType.MULTI_CPU, device cpu" in caplog.text
     assert [r.levelname for r in caplog.records if "asked for FSDP" in r.getMessage()] == ["WARNING"]
+
+
+def test_mixed_precision_without_native_products_on_the_cpu_is_told_so(monkeypatch, caplog):
+    from sparsevit_hf.inference import loading
+
+    monkeypatch.setattr(loading, "cpu_has_fast_matmul", lambda dtype: dtype == torch.float32)
+    with caplog.at_level("WARNING", logger="sparsevit_hf"):
+        [warning] = log_distributed_setup(fake_accelerator(DistributedType.NO, processes=1, mixed_precision="bf16"), {})
+    assert "no native bf16 matrix products" in warning and "mixed precision 'no'" in warning
+    assert [r.levelname for r in caplog.records if "no native bf16" in r.getMessage()] == ["WARNING"]
+    assert log_distributed_setup(fake_accelerator(DistributedType.NO, "cuda:0", 1, "bf16"), {}) == []
+    assert log_distributed_setup(fake_accelerator(DistributedType.NO, processes=1), {}) == []
 
 
 def test_run_iml_warns_when_the_fsdp_it_was_launched_with_falls_back(run_iml, monkeypatch, tmp_path, caplog):  # noqa: F811

@@ -1,6 +1,7 @@
 """Whole-image inference (resize / native / tiled), image loading and model loading."""
 
 import json
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,6 +22,7 @@ from sparsevit_hf.inference import (
     image_score,
     load_image,
     load_model,
+    loading,
     manipulated_fraction,
     predict_probabilities,
     resolve_device,
@@ -220,6 +222,22 @@ def test_bf16_inference_runs_and_returns_float32(model, processor):
     (probability,) = predict_probabilities(model, processor, random_image(64, 64), mode="native", dtype="bf16")
     assert probability.dtype == np.float32 and probability.shape == (64, 64)
     assert next(model.parameters()).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("dtype, name", [("bf16", "bf16"), ("fp16", "fp16")])
+def test_half_precision_on_a_cpu_without_native_products_warns_and_suggests_fp32(model, processor, monkeypatch,
+                                                                                 dtype, name):
+    monkeypatch.setattr(loading, "cpu_has_fast_matmul", lambda dtype: dtype == torch.float32)
+    with pytest.warns(UserWarning, match=f"no native {name} matrix products.*10x slower.*Use fp32"):
+        Predictor(model, processor, dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Predictor(model, processor, dtype="fp32")
+        assert loading.slow_precision_warning(torch.device("meta"), torch.bfloat16) is None  # only CPUs are checked
+    monkeypatch.setattr(loading, "cpu_has_fast_matmul", lambda dtype: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Predictor(model, processor, dtype=dtype)
 
 
 # ------------------------------------------------------------------------------------------------------------------

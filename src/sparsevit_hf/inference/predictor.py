@@ -23,6 +23,7 @@ Space run too.
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 import torch
@@ -41,7 +42,15 @@ from ..localization_sparsevit import (
     check_image_size,
     probability_maps,
 )
-from .loading import BACKENDS, ModelLoadError, check_model_folder, load_model, resolve_device, resolve_dtype
+from .loading import (
+    BACKENDS,
+    ModelLoadError,
+    check_model_folder,
+    load_model,
+    resolve_device,
+    resolve_dtype,
+    slow_precision_warning,
+)
 from .onnx import OnnxRuntimeModel
 
 
@@ -145,6 +154,8 @@ class Predictor:
         model.eval()
         parameter = next(model.parameters())
         self.device, self.dtype = parameter.device, parameter.dtype
+        if (warning := slow_precision_warning(self.device, self.dtype)) is not None:
+            warnings.warn(warning, stacklevel=2)
 
     def _check_static_size(self, model: OnnxRuntimeModel, dtype: torch.dtype | None) -> None:
         """An exported graph has one input size: native mode cannot use it, tiles must have its size."""

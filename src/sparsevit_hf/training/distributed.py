@@ -17,6 +17,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from ..inference.loading import slow_precision_warning
+
 logger = logging.getLogger(__name__)
 
 # The launcher's environment variable for each engine, and the `DistributedType` name that engine runs as.
@@ -61,15 +63,19 @@ def engine_mismatch(accelerator, environ: Mapping[str, str] | None = None) -> st
     )
 
 
-def log_distributed_setup(accelerator, environ: Mapping[str, str] | None = None) -> str | None:
-    """Log the processes, distributed type, device and precision of the run, and warn (returning the warning)
-    when the accelerate config asked for another engine."""
+def log_distributed_setup(accelerator, environ: Mapping[str, str] | None = None) -> list[str]:
+    """Log the processes, distributed type, device and precision of the run, and warn (returning the warnings)
+    when the accelerate config asked for another engine or the mixed precision is slow on this device."""
     logger.info("%d process(es), distributed type %s, device %s, mixed precision %s", accelerator.num_processes,
                 accelerator.distributed_type, accelerator.device, accelerator.mixed_precision)
-    warning = engine_mismatch(accelerator, environ)
-    if warning is not None:
+    precision = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(str(accelerator.mixed_precision))
+    warnings = [engine_mismatch(accelerator, environ)]
+    if precision is not None:
+        warnings.append(slow_precision_warning(accelerator.device, precision))
+    warnings = [warning for warning in warnings if warning is not None]
+    for warning in warnings:
         logger.warning("%s", warning)
-    return warning
+    return warnings
 
 
 def use_channels_last_parameters(model: nn.Module) -> nn.Module:
