@@ -224,11 +224,10 @@ def test_bf16_inference_runs_and_returns_float32(model, processor):
     assert next(model.parameters()).dtype == torch.bfloat16
 
 
-@pytest.mark.parametrize("dtype, name", [("bf16", "bf16"), ("fp16", "fp16")])
-def test_half_precision_on_a_cpu_without_native_products_warns_and_suggests_fp32(model, processor, monkeypatch,
-                                                                                 dtype, name):
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+def test_half_precision_on_a_cpu_without_native_products_warns_and_suggests_fp32(model, processor, monkeypatch, dtype):
     monkeypatch.setattr(loading, "cpu_has_fast_matmul", lambda dtype: dtype == torch.float32)
-    with pytest.warns(UserWarning, match=f"no native {name} matrix products.*10x slower.*Use fp32"):
+    with pytest.warns(UserWarning, match=f"no native {dtype} matrix products.*10x slower.*Use fp32"):
         Predictor(model, processor, dtype=dtype)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
