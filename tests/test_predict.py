@@ -4,10 +4,12 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import save_model_folder
 from PIL import Image, ImageOps
 
@@ -137,6 +139,19 @@ def test_the_outline_is_pillows_max_filter_dilation_minus_the_region(width):
     mask[0, :4] = mask[:, -1] = True  # regions on the border
     dilated = Image.fromarray(mask.astype(np.uint8) * 255).filter(ImageFilter.MaxFilter(2 * width + 1))
     np.testing.assert_array_equal(outline(mask, width), (np.asarray(dilated) > 0) & ~mask)
+
+
+def test_a_library_warning_is_one_line_that_names_the_program(model_dir, tmp_path, monkeypatch, capsys):
+    """bf16 on a CPU without native bf16 products: the Predictor's warning, shown as the program's own message."""
+    from sparsevit_hf.inference import loading
+
+    monkeypatch.setattr(loading, "cpu_has_fast_matmul", lambda dtype: dtype == torch.float32)
+    Image.fromarray(rgb_array(40, 40)).save(tmp_path / "image.png")
+    assert main([str(model_dir), str(tmp_path / "image.png"), "-o", str(tmp_path / "out"), "--dtype", "bf16"]) == 0
+    stderr = capsys.readouterr().err
+    assert "sparsevit-predict: warning: This CPU has no native bf16 matrix products" in stderr
+    assert "UserWarning" not in stderr and "predictor.py" not in stderr
+    assert warnings.showwarning is not None and warnings.showwarning.__module__ != "sparsevit_hf.cli.messages"
 
 
 @pytest.mark.parametrize("mode, extra", [("native", []), ("tiled", ["--tile-size", "64", "--tile-overlap", "16"])])

@@ -30,6 +30,8 @@ import os
 import sys
 from pathlib import Path
 
+from .messages import one_line_warnings
+
 PROGRAM = "sparsevit-evaluate"
 logger = logging.getLogger(PROGRAM)
 
@@ -84,6 +86,11 @@ def _accelerator(device: str):
 
 
 def main(argv: list[str] | None = None) -> int:
+    with one_line_warnings(PROGRAM):
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from ..evaluation import parse_eval_specs, parse_robustness

@@ -78,6 +78,7 @@ from ..inference.predictor import (
     manipulated_fraction,
 )
 from ..inference.visualization import heatmap_image, mask_image, overlay_image
+from .messages import one_line_warnings
 
 OUTPUT_KINDS = ("mask", "heatmap", "overlay")
 JSONL_NAME = "predictions.jsonl"
@@ -161,6 +162,11 @@ def _error(message: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    with one_line_warnings("sparsevit-predict"):
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
