@@ -19,7 +19,6 @@ from sparsevit_hf.evaluation import BASELINE_FILE, ContentFreePredictor, iml_met
 from sparsevit_hf.inference import Predictor, load_model
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO.parent / "shared" / "samples"
 SYNTHETIC = "synthetic:test:num_images=6,size=64"
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -50,9 +49,10 @@ def run(*args) -> int:
     return main([str(a) for a in args])
 
 
-def test_results_pictures_and_card_on_a_synthetic_set_and_the_shared_samples(model_dir, tmp_path, capsys):
+def test_results_pictures_and_card_on_a_synthetic_set_and_the_shared_samples(model_dir, tmp_path, capsys, shared_dir):
+    samples = shared_dir / "samples"
     out = tmp_path / "eval"
-    code = run(model_dir, "--data", f"syn={SYNTHETIC}", f"samples={SAMPLES}", "--output-dir", out,
+    code = run(model_dir, "--data", f"syn={SYNTHETIC}", f"samples={samples}", "--output-dir", out,
                "--robustness", "jpeg:70", "--baseline-data", "synthetic:train:num_images=20,size=64",
                "--update-card", model_dir, "--batch-size", "2")
     assert code == 0, capsys.readouterr().err
@@ -77,8 +77,8 @@ def test_results_pictures_and_card_on_a_synthetic_set_and_the_shared_samples(mod
     # The metrics are those of `iml_metrics` on the model's maps (the processor's resize, back to each image's size).
     model, processor = load_model(model_dir, device="cpu")
     maps, masks = [], []
-    for image in sorted((SAMPLES / "Tp").iterdir()):
-        mask_path = next((SAMPLES / "Gt").glob(f"{image.stem}*"))
+    for image in sorted((samples / "Tp").iterdir()):
+        mask_path = next((samples / "Gt").glob(f"{image.stem}*"))
         masks.append(np.asarray(Image.open(mask_path).convert("L")) > 127.5)
         maps.extend(Predictor(model, processor, "resize").predict([Image.open(image).convert("RGB")]))
     expected = iml_metrics(maps, masks)
