@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from ..inference.loading import slow_precision_warning
+from ..inference.loading import DTYPES, slow_precision_warning
 
 logger = logging.getLogger(__name__)
 
@@ -68,14 +68,14 @@ def log_distributed_setup(accelerator, environ: Mapping[str, str] | None = None)
     when the accelerate config asked for another engine or the mixed precision is slow on this device."""
     logger.info("%d process(es), distributed type %s, device %s, mixed precision %s", accelerator.num_processes,
                 accelerator.distributed_type, accelerator.device, accelerator.mixed_precision)
-    precision = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(str(accelerator.mixed_precision))
-    warnings = [engine_mismatch(accelerator, environ)]
+    precision = DTYPES.get(str(accelerator.mixed_precision))  # "bf16" / "fp16"; "no" has none
+    messages = [engine_mismatch(accelerator, environ)]
     if precision is not None:
-        warnings.append(slow_precision_warning(accelerator.device, precision))
-    warnings = [warning for warning in warnings if warning is not None]
-    for warning in warnings:
-        logger.warning("%s", warning)
-    return warnings
+        messages.append(slow_precision_warning(accelerator.device, precision))
+    messages = [message for message in messages if message is not None]
+    for message in messages:
+        logger.warning("%s", message)
+    return messages
 
 
 def use_channels_last_parameters(model: nn.Module) -> nn.Module:
